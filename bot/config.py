@@ -1,0 +1,146 @@
+"""Settings from the environment and `.env`. Bad values fail at start, naming the setting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_INSTRUCTIONS = (
+    "You are a helpful, concise assistant in a LiveKit chat. "
+    "Answer in plain text. Use the tools when they help."
+)
+ToolEventLevel = Literal["full", "name", "hidden"]
+
+
+class ConfigError(Exception):
+    """Raised with one human sentence per bad setting."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="BOT_", env_file=".env", extra="ignore", frozen=True, populate_by_name=True
+    )
+
+    # LiveKit connection (standard LiveKit variable names).
+    livekit_url: str = Field("", validation_alias=AliasChoices("LIVEKIT_URL", "BOT_LIVEKIT_URL"))
+    livekit_api_key: str = Field(
+        "", validation_alias=AliasChoices("LIVEKIT_API_KEY", "BOT_LIVEKIT_API_KEY")
+    )
+    livekit_api_secret: str = Field(
+        "", validation_alias=AliasChoices("LIVEKIT_API_SECRET", "BOT_LIVEKIT_API_SECRET"), repr=False
+    )
+    agent_name: str = ""  # empty: automatic dispatch to every new room
+
+    # The LLM (any OpenAI-compatible endpoint).
+    openai_api_key: str = Field(
+        "", validation_alias=AliasChoices("OPENAI_API_KEY", "BOT_OPENAI_API_KEY"), repr=False
+    )
+    openai_base_url: str = Field(
+        "", validation_alias=AliasChoices("OPENAI_BASE_URL", "BOT_OPENAI_BASE_URL")
+    )
+    model: str = "gpt-4o-mini"
+    llm_timeout: Annotated[float, Field(gt=0)] = 30.0
+    llm_retries: Annotated[int, Field(ge=0, le=5)] = 1
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    instructions: str = DEFAULT_INSTRUCTIONS
+    instructions_file: Path | None = None
+
+    # Protocol and limits.
+    topics: Annotated[tuple[str, ...], NoDecode] = ("lkbot",)
+    max_packet: Annotated[int, Field(ge=1024, le=65536)] = 15000
+    max_text_chars: Annotated[int, Field(ge=1)] = 8000
+    max_message_bytes: Annotated[int, Field(ge=1024)] = 262144
+    max_queue: Annotated[int, Field(ge=0)] = 8
+    rate_burst: Annotated[int, Field(ge=1)] = 20
+    rate_per_second: Annotated[float, Field(gt=0)] = 5.0
+    dedupe_window: Annotated[int, Field(ge=1)] = 512
+    history_max_items: Annotated[int, Field(ge=2)] = 200
+    context_max_items: Annotated[int, Field(ge=2)] = 40
+    delta_interval_ms: Annotated[int, Field(ge=0)] = 40
+    delta_max_chars: Annotated[int, Field(ge=16)] = 1500
+
+    # Tools.
+    builtin_tools: Annotated[tuple[str, ...], NoDecode] = ("current_time", "calculate", "participants")
+    tools_module: str = ""
+    max_tool_steps: Annotated[int, Field(ge=0, le=32)] = 4
+    tool_timeout: Annotated[float, Field(gt=0)] = 15.0
+    tool_events: Annotated[dict[str, ToolEventLevel], NoDecode] = Field(default_factory=dict)
+
+    # The worker process.
+    job_executor: Literal["process", "thread"] = "process"
+    http_port: Annotated[int, Field(ge=0, le=65535)] = 8081
+    load_threshold: Annotated[float, Field(gt=0)] = 0.9
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("topics", "builtin_tools", mode="before")
+    @classmethod
+    def _split_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("tool_events", mode="before")
+    @classmethod
+    def _parse_tool_events(cls, value: object) -> object:
+        # "get_weather=name,secret_tool=hidden,*=full"
+        if isinstance(value, str):
+            pairs = [p.split("=", 1) for p in value.split(",") if p.strip()]
+            if any(len(p) != 2 for p in pairs):
+                raise ValueError("expected name=full|name|hidden, comma-separated")
+            return {k.strip(): v.strip() for k, v in pairs}
+        return value
+
+    @field_validator("topics")
+    @classmethod
+    def _topics_not_empty(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("at least one topic is needed")
+        return value
+
+    @model_validator(mode="after")
+    def _delta_fits_packet(self) -> Settings:
+        # worst case 6 bytes per character (JSON \u escapes) plus the envelope
+        if self.delta_max_chars * 6 + 512 > self.max_packet:
+            raise ValueError(
+                f"BOT_DELTA_MAX_CHARS={self.delta_max_chars} can exceed "
+                f"BOT_MAX_PACKET={self.max_packet}; lower it to "
+                f"{(self.max_packet - 512) // 6} or less"
+            )
+        return self
+
+    def system_prompt(self) -> str:
+        if self.instructions_file is not None:
+            return self.instructions_file.read_text(encoding="utf-8").strip()
+        return self.instructions
+
+    def tool_event_level(self, tool: str) -> ToolEventLevel:
+        return self.tool_events.get(tool, self.tool_events.get("*", "full"))
+
+
+def _env_name(field: str) -> str:
+    info = Settings.model_fields.get(field)
+    alias = info.validation_alias if info else None
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    return f"BOT_{field.upper()}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings; on bad values raise ConfigError naming each variable."""
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as e:
+        lines = []
+        for err in e.errors(include_url=False, include_input=False):
+            field = str(err["loc"][0]) if err["loc"] else ""
+            name = _env_name(field) if field else "configuration"
+            lines.append(f"{name}: {err['msg']}")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+    if settings.instructions_file is not None and not settings.instructions_file.is_file():
+        raise ConfigError(
+            f"BOT_INSTRUCTIONS_FILE: no such file: {settings.instructions_file}"
+        )
+    return settings

@@ -1,0 +1,21 @@
+"""The handler table: one entry per client message type. Where does X go? Look here."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ..context import Context
+from ..protocol.client import ChatCancel, ChatMessage, HistoryGet, HistoryReset, Ping, SessionHello
+from . import chat, history, ping, session
+
+Handler = Callable[[Any, Context], Awaitable[None]]
+
+HANDLERS: dict[type, Handler] = {
+    SessionHello: session.handle_hello,
+    ChatMessage: chat.handle_message,
+    ChatCancel: chat.handle_cancel,
+    HistoryGet: history.handle_get,
+    HistoryReset: history.handle_reset,
+    Ping: ping.handle_ping,
+}

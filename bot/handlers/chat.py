@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from ..context import Context
+from ..errors import Busy, PayloadTooLarge
+from ..limits import fingerprint
+from ..protocol.client import ChatCancel, ChatMessage
+from ..protocol.server import Ack, AckStatus
+from ..turn import Turn
+
+
+async def handle_message(msg: ChatMessage, ctx: Context) -> None:
+    session = ctx.session
+    print_ = fingerprint(msg.model_dump(mode="json", exclude={"id"}))
+    seen = session.ids.check(msg.id, print_)
+    if seen is not None:
+        ctx.reply(Ack(status="duplicate", turn=seen.turn))
+        return
+    if len(msg.text) > ctx.settings.max_text_chars:
+        raise PayloadTooLarge(
+            f"text is {len(msg.text)} characters; the limit is {ctx.settings.max_text_chars}"
+        )
+    turns = session.turns
+    status: AckStatus = "accepted"
+    if turns.busy:
+        if msg.on_busy == "reject":
+            raise Busy("a turn is already running for you; retry when it ends")
+        if msg.on_busy == "interrupt":
+            turns.cancel_all("interrupted")
+        elif turns.queued >= ctx.settings.max_queue:
+            raise Busy(f"you already have {turns.queued} turns waiting; retry when one ends")
+        else:
+            status = "queued"
+    turn = Turn(request_id=msg.id, text=msg.text, topic=ctx.topic, metadata=msg.metadata)
+    session.ids.remember(msg.id, print_, turn.id)
+    ctx.reply(Ack(status=status, turn=turn.id))  # the ack precedes every event of the turn
+    turns.submit(turn)
+
+
+async def handle_cancel(msg: ChatCancel, ctx: Context) -> None:
+    turns = ctx.session.turns
+    if msg.turn is not None:
+        found = turns.cancel(msg.turn, "cancelled")
+    else:
+        found = turns.cancel_all("cancelled")
+    ctx.reply(Ack(status="cancelled" if found else "noop", turn=msg.turn))

@@ -1,0 +1,22 @@
+"""JSON Schema of both directions, generated from the models (the single source of truth)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .client import CLIENT_ADAPTER
+from .server import SERVER_ADAPTER
+
+
+def protocol_schema() -> dict[str, Any]:
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "lkbot wire protocol v1",
+        "client_to_bot": CLIENT_ADAPTER.json_schema(),
+        "bot_to_client": SERVER_ADAPTER.json_schema(),
+    }
+
+
+def schema_text() -> str:
+    return json.dumps(protocol_schema(), indent=2, sort_keys=True) + "\n"

@@ -1,0 +1,1 @@
+"""Test helpers shipped with the bot: an OpenAI-compatible scripted LLM server."""

@@ -1,0 +1,40 @@
+"""The seam between a room and the dispatcher: the dispatcher never touches `rtc`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Packet:
+    """One inbound data packet. `sender` is the identity the server stamped, or None."""
+
+    sender: str | None
+    topic: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Peer:
+    identity: str
+    name: str
+    kind: str
+
+
+class PacketSink(Protocol):
+    """What a transport feeds. Both calls are synchronous and must not block."""
+
+    def on_packet(self, packet: Packet) -> None: ...
+
+    def on_participant_left(self, identity: str) -> None: ...
+
+
+class Transport(Protocol):
+    async def send(self, identity: str, topic: str, payload: str) -> None:
+        """Send one packet reliably to exactly one participant."""
+        ...
+
+    def peers(self) -> list[Peer]:
+        """The other participants in the room, for tools."""
+        ...
