@@ -1,0 +1,80 @@
+"""The LiveKit agent worker: one job per room, joined with no media subscription."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+from typing import Any
+
+from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobExecutorType
+
+from .config import Settings, load_settings
+from .dispatcher import Dispatcher
+from .engine import TurnEngine
+from .llm_factory import build_llm
+from .room_transport import RoomTransport
+from .tools import load_tools
+
+log = logging.getLogger("bot")
+
+
+async def entrypoint(ctx: JobContext) -> None:
+    """Runs in the job process: settings are read again from the same environment."""
+    settings = load_settings()
+    transport = RoomTransport(ctx.room)
+    model = build_llm(settings)
+    engine = TurnEngine(settings, model, load_tools(settings, transport.peers))
+    dispatcher = Dispatcher(settings, transport, engine)
+    transport.attach(dispatcher)  # before connect: no packet arrives unseen
+
+    async def on_shutdown(reason: str) -> None:
+        await dispatcher.aclose()
+        await model.aclose()
+
+    ctx.add_shutdown_callback(on_shutdown)
+    await ctx.connect(auto_subscribe=AutoSubscribe.SUBSCRIBE_NONE)
+    log.info("joined a room; listening on topics %s", ",".join(settings.topics))
+
+
+def build_server(settings: Settings, *, dev: bool) -> AgentServer:
+    server = AgentServer(
+        ws_url=settings.livekit_url,
+        api_key=settings.livekit_api_key,
+        api_secret=settings.livekit_api_secret,
+        port=0 if dev else settings.http_port,
+        host="127.0.0.1" if dev else "",
+        job_executor_type=JobExecutorType(settings.job_executor),
+        load_threshold=float("inf") if dev else settings.load_threshold,
+        num_idle_processes=1 if dev else 2,
+        log_level=settings.log_level,
+    )
+    server.rtc_session(entrypoint, agent_name=settings.agent_name)
+    return server
+
+
+async def serve(settings: Settings, *, dev: bool, ready_file: Path | None = None) -> None:
+    """Run until SIGINT/SIGTERM, then end every job (each sender gets its turn.end)."""
+    server = build_server(settings, dev=dev)
+
+    def on_registered(worker_id: str, *_: Any) -> None:
+        how = f"agent name {settings.agent_name!r}" if settings.agent_name else "automatic dispatch"
+        log.info("ready: registered with %s as %s (%s)", settings.livekit_url, worker_id, how)
+        if ready_file is not None:
+            ready_file.write_text(worker_id)
+
+    server.on("worker_registered", on_registered)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    run = asyncio.create_task(server.run(devmode=dev))
+    waiter = asyncio.create_task(stop.wait())
+    await asyncio.wait({run, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    log.info("shutting down")
+    await server.aclose()
+    waiter.cancel()
+    await asyncio.gather(run, waiter, return_exceptions=True)
+    if run.done() and not run.cancelled() and run.exception() is not None:
+        raise RuntimeError("the worker stopped with an error") from run.exception()
