@@ -89,13 +89,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     start = sub.add_parser(
-        "start", help="run the production worker", description="Run the production worker: "
-        "registers with LiveKit and serves every room it is dispatched to."
+        "start",
+        help="run the production worker",
+        description="Run the production worker: "
+        "registers with LiveKit and serves every room it is dispatched to.",
     )
     start.set_defaults(func=cmd_run)
     _ready_option(start)
     dev = sub.add_parser(
-        "dev", help="run the worker for local development",
+        "dev",
+        help="run the worker for local development",
         description="Run the worker in development mode: readable logs, no load shedding, "
         "health server on a random loopback port.",
     )
@@ -103,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     dev.set_defaults(func=cmd_run)
     _ready_option(dev)
     schema = sub.add_parser(
-        "schema", help="print the protocol's JSON Schema",
+        "schema",
+        help="print the protocol's JSON Schema",
         description="Print the JSON Schema of both directions (discriminated on `type`).",
     )
     schema.set_defaults(func=cmd_schema)

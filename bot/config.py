@@ -30,7 +30,9 @@ class Settings(BaseSettings):
         "", validation_alias=AliasChoices("LIVEKIT_API_KEY", "BOT_LIVEKIT_API_KEY")
     )
     livekit_api_secret: str = Field(
-        "", validation_alias=AliasChoices("LIVEKIT_API_SECRET", "BOT_LIVEKIT_API_SECRET"), repr=False
+        "",
+        validation_alias=AliasChoices("LIVEKIT_API_SECRET", "BOT_LIVEKIT_API_SECRET"),
+        repr=False,
     )
     agent_name: str = ""  # empty: automatic dispatch to every new room
 
@@ -63,7 +65,11 @@ class Settings(BaseSettings):
     delta_max_chars: Annotated[int, Field(ge=16)] = 1500
 
     # Tools.
-    builtin_tools: Annotated[tuple[str, ...], NoDecode] = ("current_time", "calculate", "participants")
+    builtin_tools: Annotated[tuple[str, ...], NoDecode] = (
+        "current_time",
+        "calculate",
+        "participants",
+    )
     tools_module: str = ""
     max_tool_steps: Annotated[int, Field(ge=0, le=32)] = 4
     tool_timeout: Annotated[float, Field(gt=0)] = 15.0
@@ -140,7 +146,5 @@ def load_settings(**overrides: object) -> Settings:
             lines.append(f"{name}: {err['msg']}")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
     if settings.instructions_file is not None and not settings.instructions_file.is_file():
-        raise ConfigError(
-            f"BOT_INSTRUCTIONS_FILE: no such file: {settings.instructions_file}"
-        )
+        raise ConfigError(f"BOT_INSTRUCTIONS_FILE: no such file: {settings.instructions_file}")
     return settings

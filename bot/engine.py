@@ -6,8 +6,10 @@ import asyncio
 import json
 import logging
 from collections.abc import Sequence
+from typing import Any
 
-from livekit.agents import APIConnectOptions, APIConnectionError, APIError, APITimeoutError, llm
+from livekit.agents import APIConnectOptions, APIError, APITimeoutError, llm
+from livekit.agents.llm.tool_context import FunctionToolInfo
 from livekit.agents.llm.utils import execute_function_call
 from pydantic import JsonValue
 
@@ -33,6 +35,13 @@ def classify_llm_error(exc: BaseException) -> BotError:
     return LlmUnavailable("the language model is unavailable; try again shortly")
 
 
+def _description(tool: llm.FunctionTool[..., Any] | llm.RawFunctionTool[..., Any]) -> str:
+    info = tool.info
+    if isinstance(info, FunctionToolInfo):
+        return info.description or ""
+    return str(info.raw_schema.get("description", ""))
+
+
 def _parse_arguments(raw: str) -> JsonValue:
     try:
         value: JsonValue = json.loads(raw or "{}")
@@ -42,7 +51,7 @@ def _parse_arguments(raw: str) -> JsonValue:
 
 
 class TurnEngine:
-    def __init__(self, settings: Settings, model: llm.LLM, tools: Sequence[llm.Tool]) -> None:
+    def __init__(self, settings: Settings, model: llm.LLM[Any], tools: Sequence[llm.Tool]) -> None:
         self._settings = settings
         self._llm = model
         self._tools = list(tools)
@@ -54,8 +63,8 @@ class TurnEngine:
 
     def tool_infos(self) -> list[ToolInfo]:
         return [
-            ToolInfo(name=name, description=(getattr(t, "info", None) and t.info.description) or "")
-            for name, t in self._tool_ctx.function_tools.items()
+            ToolInfo(name=name, description=_description(tool))
+            for name, tool in self._tool_ctx.function_tools.items()
         ]
 
     def _chat_context(self, history: History) -> llm.ChatContext:
@@ -124,7 +133,9 @@ class TurnEngine:
         calls: list[llm.FunctionToolCall] = []
         had_text = bool(text_parts)
         step_started = False
-        async with self._llm.chat(chat_ctx=chat_ctx, tools=tools, conn_options=self._conn) as stream:
+        async with self._llm.chat(
+            chat_ctx=chat_ctx, tools=tools, conn_options=self._conn
+        ) as stream:
             async for chunk in stream:
                 if chunk.usage is not None:
                     usage = Usage(

@@ -40,9 +40,7 @@ class History:
             items = items[:cut]
         more = len(items) > limit
         chosen = items[-limit:]
-        return [
-            HistoryItem(role=e.role, text=e.text, ts=e.ts, turn=e.turn) for e in chosen
-        ], more
+        return [HistoryItem(role=e.role, text=e.text, ts=e.ts, turn=e.turn) for e in chosen], more
 
     def clear(self) -> None:
         self._items.clear()

@@ -54,31 +54,52 @@ class TurnEmitter:
         self._turn = turn
         self.ended = False
 
-    def _put(self, msg: TurnStart | TurnStatus | TurnDelta | TurnToolCall | TurnToolResult
-             | TurnReply | TurnEnd) -> None:
+    def _put(
+        self,
+        msg: TurnStart
+        | TurnStatus
+        | TurnDelta
+        | TurnToolCall
+        | TurnToolResult
+        | TurnReply
+        | TurnEnd,
+    ) -> None:
         if not self.ended:
             self._outbox.put(msg, self._turn.topic)
 
-    def _env(self) -> dict[str, str]:
-        return {"turn": self._turn.id, "reply_to": self._turn.request_id}
-
     def start(self) -> None:
-        self._put(TurnStart(**self._env()))
+        self._put(TurnStart(turn=self._turn.id, reply_to=self._turn.request_id))
 
     def status(self, state: Literal["thinking", "tool", "writing"]) -> None:
-        self._put(TurnStatus(state=state, **self._env()))
+        self._put(TurnStatus(state=state, turn=self._turn.id, reply_to=self._turn.request_id))
 
     def delta(self, text: str) -> None:
-        self._put(TurnDelta(text=text, **self._env()))
+        self._put(TurnDelta(text=text, turn=self._turn.id, reply_to=self._turn.request_id))
 
     def tool_call(self, call_id: str, name: str, arguments: JsonValue | None) -> None:
-        self._put(TurnToolCall(call_id=call_id, name=name, arguments=arguments, **self._env()))
+        self._put(
+            TurnToolCall(
+                call_id=call_id,
+                name=name,
+                arguments=arguments,
+                turn=self._turn.id,
+                reply_to=self._turn.request_id,
+            )
+        )
 
     def tool_result(self, call_id: str, status: ToolStatus, output: str | None) -> None:
-        self._put(TurnToolResult(call_id=call_id, status=status, output=output, **self._env()))
+        self._put(
+            TurnToolResult(
+                call_id=call_id,
+                status=status,
+                output=output,
+                turn=self._turn.id,
+                reply_to=self._turn.request_id,
+            )
+        )
 
     def reply(self, text: str) -> None:
-        self._put(TurnReply(text=text, **self._env()))
+        self._put(TurnReply(text=text, turn=self._turn.id, reply_to=self._turn.request_id))
 
     def end(
         self,
@@ -88,7 +109,16 @@ class TurnEmitter:
         usage: Usage | None = None,
         error: ErrorInfo | None = None,
     ) -> None:
-        self._put(TurnEnd(status=status, reason=reason, usage=usage, error=error, **self._env()))
+        self._put(
+            TurnEnd(
+                status=status,
+                reason=reason,
+                usage=usage,
+                error=error,
+                turn=self._turn.id,
+                reply_to=self._turn.request_id,
+            )
+        )
         self.ended = True
 
 

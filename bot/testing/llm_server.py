@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -35,20 +36,20 @@ class ScriptedLLMServer:
         return f"http://{self._host}:{self._port}/v1"
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self._app, access_log=None)
+        self._runner = web.AppRunner(self._app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
         await site.start()
-        server = site._server
-        if server is not None and self._port == 0:
-            self._port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._port = int(self._runner.addresses[0][1])
 
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
 
     async def _models(self, request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [{"id": "scripted", "object": "model"}]})
+        return web.json_response(
+            {"object": "list", "data": [{"id": "scripted", "object": "model"}]}
+        )
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -62,10 +63,12 @@ class ScriptedLLMServer:
                 status=plan.status,
             )
         if not body.get("stream"):
-            return web.json_response({"error": {"message": "only stream=true is served"}}, status=400)
+            return web.json_response(
+                {"error": {"message": "only stream=true is served"}}, status=400
+            )
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
-        await _stream(resp, plan, body)
+        await _stream(request, resp, plan, body)
         return resp
 
 
@@ -84,7 +87,15 @@ async def _send(resp: web.StreamResponse, obj: dict[str, Any] | str) -> None:
     await resp.write(f"data: {data}\n\n".encode())
 
 
-async def _stream(resp: web.StreamResponse, plan: Plan, body: dict[str, Any]) -> None:
+async def _hang_until_disconnect(request: web.Request) -> None:
+    # bounded by the client: it gives up (read timeout, cancel) and closes the socket
+    while request.transport is not None and not request.transport.is_closing():  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+
+
+async def _stream(
+    request: web.Request, resp: web.StreamResponse, plan: Plan, body: dict[str, Any]
+) -> None:
     cid = "chatcmpl-" + uuid.uuid4().hex[:12]
     model = body.get("model", "scripted")
     if plan.ttft:
@@ -94,7 +105,8 @@ async def _stream(resp: web.StreamResponse, plan: Plan, body: dict[str, Any]) ->
     for i, piece in enumerate(pieces):
         await _send(resp, _chunk(cid, model, {"content": piece}, None))
         if plan.stall:
-            await asyncio.sleep(3600)
+            await _hang_until_disconnect(request)
+            return
         if plan.tps and i + 1 < len(pieces):
             await asyncio.sleep(1 / plan.tps)
     for index, call in enumerate(plan.calls):
@@ -114,10 +126,22 @@ async def _stream(resp: web.StreamResponse, plan: Plan, body: dict[str, Any]) ->
     if (body.get("stream_options") or {}).get("include_usage"):
         prompt = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
         completion = len(pieces) + len(plan.calls)
-        usage = {"prompt_tokens": prompt, "completion_tokens": completion,
-                 "total_tokens": prompt + completion}
-        await _send(resp, {"id": cid, "object": "chat.completion.chunk", "created": int(time.time()),
-                           "model": model, "choices": [], "usage": usage})
+        usage = {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
+        await _send(
+            resp,
+            {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [],
+                "usage": usage,
+            },
+        )
     await _send(resp, "[DONE]")
 
 
@@ -136,16 +160,16 @@ async def _serve(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8089)
     parser.add_argument("--ttft-ms", type=float, default=0, help="delay before the first token")
     parser.add_argument("--tps", type=float, default=0, help="tokens per second (0: no pacing)")
     parser.add_argument("--tokens", type=int, default=0, help="reply length in tokens (0: echo)")
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(parser.parse_args()))
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

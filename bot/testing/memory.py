@@ -32,7 +32,9 @@ class MemoryTransport:
     def peers(self) -> list[Peer]:
         return list(self._peers)
 
-    def inject(self, sender: str | None, data: bytes | str | dict[str, Any], topic: str = "lkbot") -> None:
+    def inject(
+        self, sender: str | None, data: bytes | str | dict[str, Any], topic: str = "lkbot"
+    ) -> None:
         if isinstance(data, dict):
             data = json.dumps(data)
         if isinstance(data, str):
@@ -43,7 +45,9 @@ class MemoryTransport:
     def messages(self, identity: str) -> list[ServerMessage]:
         return reassemble([p for _, p in self.sent[identity]])
 
-    async def wait_for(self, identity: str, predicate: Any, timeout: float = 10.0) -> list[ServerMessage]:
+    async def wait_for(
+        self, identity: str, predicate: Any, timeout: float = 10.0
+    ) -> list[ServerMessage]:
         """Wait (bounded) until the recipient's messages satisfy `predicate`."""
 
         async def until() -> list[ServerMessage]:

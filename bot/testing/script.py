@@ -5,7 +5,7 @@ A user message that starts with `!` followed by a JSON object is a script:
     !{"say": "Hello there"}                 stream exactly this text
     !{"tool": "calculate", "args": {"expression": "2+2"}, "then": "Done."}
     !{"tools": [{"name": "a", "args": {}}, {"name": "b"}]}   one call per step
-    !{"parallel": [{"name": "a"}, {"name": "b"}]}           several calls in one step
+    !{"parallel": [{"name": "a"}, {"name": "b"}]}   several calls in one step
     !{"status": 500}                        fail with this HTTP status
     !{"delay": 2.5}                         wait before the first byte
     !{"stall": true}                        send one token, then hang
@@ -23,7 +23,20 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-WORDS = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor".split()
+WORDS = [
+    "lorem",
+    "ipsum",
+    "dolor",
+    "sit",
+    "amet",
+    "consectetur",
+    "adipiscing",
+    "elit",
+    "sed",
+    "do",
+    "eiusmod",
+    "tempor",
+]
 
 
 @dataclass
@@ -110,6 +123,8 @@ def plan_for(messages: list[dict[str, Any]], defaults: dict[str, Any]) -> Plan:
         plan.text = " ".join(WORDS[i % len(WORDS)] for i in range(int(opts["tokens"])))
     elif script is None:
         plan.text = f"You said: {user_text}"
+    if plan.stall and not plan.text:
+        plan.text = "Thinking"  # something to stream before the hang
     return plan
 
 

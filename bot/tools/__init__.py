@@ -14,7 +14,7 @@ from ..config import ConfigError, Settings
 from ..transport import Peer
 from .builtin import builtin_tools
 
-Tool = FunctionTool | RawFunctionTool
+Tool = FunctionTool[..., Any] | RawFunctionTool[..., Any]
 
 
 def _module_tools(module: ModuleType) -> list[Tool]:
@@ -44,6 +44,8 @@ def load_tools(settings: Settings, peers: Callable[[], list[Peer]]) -> list[Tool
         try:
             module = importlib.import_module(settings.tools_module)
         except ImportError as e:
-            raise ConfigError(f"BOT_TOOLS_MODULE: cannot import {settings.tools_module!r}: {e}") from e
+            raise ConfigError(
+                f"BOT_TOOLS_MODULE: cannot import {settings.tools_module!r}: {e}"
+            ) from e
         tools.extend(_module_tools(module))
     return tools

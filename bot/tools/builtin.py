@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from livekit.agents import FunctionTool, ToolError, function_tool
@@ -23,9 +24,15 @@ async def current_time(timezone: str = "UTC") -> str:
     try:
         now = datetime.now(ZoneInfo(timezone))
     except (ZoneInfoNotFoundError, ValueError):
-        raise ToolError(f"unknown timezone {timezone!r}; use an IANA name like Europe/Paris") from None
+        raise ToolError(
+            f"unknown timezone {timezone!r}; use an IANA name like Europe/Paris"
+        ) from None
     return json.dumps(
-        {"timezone": timezone, "iso": now.isoformat(timespec="seconds"), "weekday": now.strftime("%A")}
+        {
+            "timezone": timezone,
+            "iso": now.isoformat(timespec="seconds"),
+            "weekday": now.strftime("%A"),
+        }
     )
 
 
@@ -43,7 +50,7 @@ async def calculate(expression: str) -> str:
     return json.dumps({"expression": expression, "result": result})
 
 
-def make_participants_tool(peers: Callable[[], list[Peer]]) -> FunctionTool:
+def make_participants_tool(peers: Callable[[], list[Peer]]) -> FunctionTool[..., Any]:
     @function_tool
     async def participants() -> str:
         """List the people and agents currently in this room."""
@@ -54,7 +61,7 @@ def make_participants_tool(peers: Callable[[], list[Peer]]) -> FunctionTool:
     return participants
 
 
-def builtin_tools(peers: Callable[[], list[Peer]]) -> dict[str, FunctionTool]:
+def builtin_tools(peers: Callable[[], list[Peer]]) -> dict[str, FunctionTool[..., Any]]:
     return {
         "current_time": current_time,
         "calculate": calculate,

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from bot.config import Settings
+from bot.testing.llm_server import ScriptedLLMServer
+from bot.testing.memory import MemoryTransport
+from bot.transport import Peer
+
+from .harness import Harness
+
+MakeBot = Callable[..., Awaitable[Harness]]
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    # Tests never read the developer's .env or real keys.
+    monkeypatch.chdir(tmp_path)
+    for name in (
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "LIVEKIT_URL",
+        "LIVEKIT_API_KEY",
+        "LIVEKIT_API_SECRET",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+async def llm_server() -> AsyncIterator[ScriptedLLMServer]:
+    server = ScriptedLLMServer()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def make_bot(llm_server: ScriptedLLMServer) -> AsyncIterator[MakeBot]:
+    bots: list[Harness] = []
+
+    async def make(**overrides: Any) -> Harness:
+        params: dict[str, Any] = {
+            "openai_base_url": llm_server.base_url,
+            "model": "scripted",
+            "tools_module": "tests.tools_fixture",
+            "delta_interval_ms": 0,
+            "llm_retries": 0,
+        }
+        params.update(overrides)
+        peers = [Peer(identity="alice", name="Alice", kind="standard")]
+        bot = Harness(Settings(**params), MemoryTransport(peers))
+        bots.append(bot)
+        return bot
+
+    yield make
+    for bot in bots:
+        await bot.close()
+
+
+@pytest.fixture
+async def bot(make_bot: MakeBot) -> Harness:
+    return await make_bot()

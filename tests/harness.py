@@ -1,0 +1,76 @@
+"""A bot on the in-memory transport, talking to the real HTTP scripted LLM server."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable
+from typing import Any
+
+from bot.config import Settings
+from bot.dispatcher import Dispatcher
+from bot.engine import TurnEngine
+from bot.llm_factory import build_llm
+from bot.protocol.server import ServerMessage
+from bot.testing.memory import MemoryTransport
+from bot.tools import load_tools
+
+DIRECT = {"ack", "session.ready", "history.page", "pong", "error"}
+Pred = Callable[[list[ServerMessage]], bool]
+_ids = itertools.count(1)
+
+
+def script(**kw: Any) -> str:
+    return "!" + json.dumps(kw)
+
+
+def chat(text: str, id: str | None = None, **extra: Any) -> dict[str, Any]:
+    return {"v": 1, "type": "chat.message", "id": id or f"c{next(_ids)}", "text": text, **extra}
+
+
+def msg(type_: str, id: str | None = None, **extra: Any) -> dict[str, Any]:
+    return {"v": 1, "type": type_, "id": id or f"c{next(_ids)}", **extra}
+
+
+class Harness:
+    def __init__(self, settings: Settings, transport: MemoryTransport) -> None:
+        self.settings = settings
+        self.transport = transport
+        self.llm = build_llm(settings)
+        self.engine = TurnEngine(settings, self.llm, load_tools(settings, transport.peers))
+        self.dispatcher = Dispatcher(settings, transport, self.engine)
+        transport.attach(self.dispatcher)
+
+    def send(
+        self, sender: str | None, body: dict[str, Any] | bytes | str, topic: str = "lkbot"
+    ) -> None:
+        self.transport.inject(sender, body, topic)
+
+    def messages(self, who: str) -> list[ServerMessage]:
+        return self.transport.messages(who)
+
+    async def until(self, who: str, pred: Pred, timeout: float = 10.0) -> list[ServerMessage]:
+        return await self.transport.wait_for(who, pred, timeout)
+
+    async def answer(self, who: str, msg_id: str) -> ServerMessage:
+        msgs = await self.until(who, lambda ms: any(direct_answers(ms, msg_id)))
+        return direct_answers(msgs, msg_id)[0]
+
+    async def turn_ends(self, who: str, n: int = 1) -> list[ServerMessage]:
+        return await self.until(who, lambda ms: count(ms, "turn.end") >= n)
+
+    async def close(self) -> None:
+        await self.dispatcher.aclose()
+        await self.llm.aclose()
+
+
+def direct_answers(msgs: list[ServerMessage], msg_id: str) -> list[ServerMessage]:
+    return [m for m in msgs if m.type in DIRECT and getattr(m, "reply_to", None) == msg_id]
+
+
+def count(msgs: list[ServerMessage], type_: str) -> int:
+    return sum(1 for m in msgs if m.type == type_)
+
+
+def of_turn(msgs: list[ServerMessage], turn: str) -> list[ServerMessage]:
+    return [m for m in msgs if getattr(m, "turn", None) == turn and m.type.startswith("turn.")]

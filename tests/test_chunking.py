@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bot.errors import Busy, InvalidMessage, PayloadTooLarge
+from bot.protocol.chunking import Reassembler, split
+from bot.protocol.client import ChunkFrame
+
+SAMPLES = [
+    "a" * 100_000,
+    '"\\' * 30_000,  # every character needs escaping
+    "\u00e9\u4e2d\U0001f600" * 20_000,  # 2-, 3- and 4-byte UTF-8
+    "\x01\x02\n" * 10_000,  # control characters become \u escapes
+]
+
+
+@pytest.mark.parametrize("text", SAMPLES)
+@pytest.mark.parametrize("max_packet", [1024, 15000])
+def test_frames_fit_and_reassemble_exactly(text: str, max_packet: int) -> None:
+    frames = split(text, of="m1", max_packet=max_packet)
+    assert len(frames) > 1
+    assert all(len(f.encode()) <= max_packet for f in frames)
+    parsed = [json.loads(f) for f in frames]
+    assert [p["n"] for p in parsed] == list(range(1, len(frames) + 1))
+    assert {p["total"] for p in parsed} == {len(frames)}
+    assert "".join(p["data"] for p in parsed) == text
+
+
+def _frame(of: str, n: int, total: int, data: str) -> ChunkFrame:
+    return ChunkFrame(v=1, type="chunk", id=f"{of}.{n}", of=of, n=n, total=total, data=data)
+
+
+def test_reassembler_joins_out_of_order_and_ignores_resent_frames() -> None:
+    r = Reassembler(max_bytes=1000)
+    assert r.feed(_frame("m", 2, 3, "b")) is None
+    assert r.feed(_frame("m", 2, 3, "b")) is None
+    assert r.feed(_frame("m", 1, 3, "a")) is None
+    assert r.feed(_frame("m", 3, 3, "c")) == "abc"
+
+
+def test_reassembler_rejects_bad_frames() -> None:
+    r = Reassembler(max_bytes=10, max_pending=1)
+    with pytest.raises(InvalidMessage):
+        r.feed(_frame("m", 4, 3, "x"))
+    r.feed(_frame("m", 1, 3, "x"))
+    with pytest.raises(InvalidMessage):
+        r.feed(_frame("m", 2, 4, "x"))
+    r.feed(_frame("m", 1, 3, "x"))
+    with pytest.raises(Busy):
+        r.feed(_frame("other", 1, 2, "x"))
+    with pytest.raises(PayloadTooLarge):
+        r.feed(_frame("m", 2, 3, "y" * 20))
+
+
+def test_reassembler_expires_stale_messages() -> None:
+    r = Reassembler(max_bytes=100, ttl=30)
+    r.feed(_frame("m", 1, 2, "x"))
+    assert r.expire(now=0) == []
+    import time
+
+    assert r.expire(now=time.monotonic() + 31) == ["m"]
+    assert r.feed(_frame("m", 2, 2, "y")) is None  # a fresh assembly, not a completion

@@ -1,0 +1,168 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from livekit.agents import ToolError
+
+from bot.config import ConfigError, load_settings
+from bot.tools import load_tools
+from bot.tools.builtin import calculate, current_time
+from bot.tools.calculator import CalcError, evaluate
+from bot.transport import Peer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_defaults_and_list_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BOT_TOPICS", "chat, support ,")
+    monkeypatch.setenv("BOT_TOOL_EVENTS", "participants=hidden,*=name")
+    s = load_settings()
+    assert s.topics == ("chat", "support")
+    assert s.max_packet == 15000
+    assert s.tool_event_level("participants") == "hidden"
+    assert s.tool_event_level("calculate") == "name"
+
+
+def test_dotenv_is_read(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("BOT_MODEL=from-dotenv\nLIVEKIT_URL=ws://127.0.0.1:1\n")
+    s = load_settings()
+    assert (s.model, s.livekit_url) == ("from-dotenv", "ws://127.0.0.1:1")
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "named"),
+    [
+        ("BOT_MAX_PACKET", "lots", "BOT_MAX_PACKET"),
+        ("BOT_TOPICS", " , ", "BOT_TOPICS"),
+        ("BOT_TOOL_EVENTS", "calculate", "BOT_TOOL_EVENTS"),
+        ("BOT_TOOL_EVENTS", "calculate=loud", "BOT_TOOL_EVENTS"),
+        ("BOT_LLM_TIMEOUT", "-1", "BOT_LLM_TIMEOUT"),
+        ("BOT_INSTRUCTIONS_FILE", "/nonexistent/prompt.txt", "BOT_INSTRUCTIONS_FILE"),
+        ("BOT_DELTA_MAX_CHARS", "5000", "BOT_DELTA_MAX_CHARS"),
+    ],
+)
+def test_bad_settings_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, env: str, value: str, named: str
+) -> None:
+    monkeypatch.setenv(env, value)
+    with pytest.raises(ConfigError, match=named):
+        load_settings()
+
+
+def test_instructions_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "prompt.txt").write_text("Be a pirate.\n")
+    monkeypatch.setenv("BOT_INSTRUCTIONS_FILE", str(tmp_path / "prompt.txt"))
+    assert load_settings().system_prompt() == "Be a pirate."
+
+
+def test_cli_reports_bad_config_in_one_line(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "BOT_MAX_PACKET": "lots", "PYTHONPATH": str(ROOT)}
+    run = subprocess.run(
+        [sys.executable, "-m", "bot", "start"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 2
+    assert "BOT_MAX_PACKET" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_cli_requires_livekit_and_llm_settings(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    run = subprocess.run(
+        [sys.executable, "-m", "bot", "start"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 2 and "LIVEKIT_URL" in run.stderr
+    env.update(LIVEKIT_URL="ws://127.0.0.1:1", LIVEKIT_API_KEY="k", LIVEKIT_API_SECRET="s")
+    run = subprocess.run(
+        [sys.executable, "-m", "bot", "start"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 2 and "OPENAI_API_KEY" in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("expr", "value"),
+    [
+        ("1+2*3", 7),
+        ("(17*3)/4", 12.75),
+        ("2^10", 1024),
+        ("-3 // 2", -2),
+        ("sqrt(16)", 4),
+        ("max(1, 5, 3)", 5),
+        ("pi > 3", None),
+    ],
+)
+def test_calculator(expr: str, value: float | None) -> None:
+    if value is None:
+        with pytest.raises(CalcError):
+            evaluate(expr)
+    else:
+        assert evaluate(expr) == value
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "__import__('os')",
+        "().__class__",
+        "x",
+        "9**9**9",
+        "1/0",
+        "a" * 300,
+        "open('f')",
+        "(-1) ** 0.5",
+        "10.0 ** 400",
+    ],
+)
+def test_calculator_refuses_anything_else(expr: str) -> None:
+    with pytest.raises(CalcError):
+        evaluate(expr)
+
+
+async def test_builtin_tools_return_json_and_raise_tool_errors() -> None:
+    out = json.loads(await current_time("Europe/Paris"))
+    assert out["timezone"] == "Europe/Paris" and "T" in out["iso"]
+    with pytest.raises(ToolError):
+        await current_time("Mars/Olympus")
+    assert json.loads(await calculate("2+2"))["result"] == 4
+    with pytest.raises(ToolError):
+        await calculate("import os")
+
+
+async def test_participants_tool_and_loader(monkeypatch: pytest.MonkeyPatch) -> None:
+    peers = [Peer("alice", "Alice", "standard"), Peer("agent-1", "", "agent")]
+    monkeypatch.setenv("BOT_TOOLS_MODULE", "tests.tools_fixture")
+    tools = load_tools(load_settings(), lambda: peers)
+    names = [t.info.name for t in tools]
+    assert names[:3] == ["current_time", "calculate", "participants"]
+    assert {"boom", "slow", "echo"} <= set(names)
+    listing = json.loads(await tools[2]())
+    assert listing[0] == {"identity": "alice", "name": "Alice", "kind": "standard"}
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "named"),
+    [
+        ("BOT_BUILTIN_TOOLS", "current_time,teleport", "BOT_BUILTIN_TOOLS"),
+        ("BOT_TOOLS_MODULE", "no_such_module_here", "BOT_TOOLS_MODULE"),
+    ],
+)
+def test_tool_config_errors(
+    monkeypatch: pytest.MonkeyPatch, env: str, value: str, named: str
+) -> None:
+    monkeypatch.setenv(env, value)
+    with pytest.raises(ConfigError, match=named):
+        load_tools(load_settings(), lambda: [])

@@ -1,0 +1,171 @@
+"""Dispatcher behaviour on the in-memory transport: answers, errors, limits, topics."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bot.handlers import HANDLERS
+from bot.protocol.client import Ping
+from bot.protocol.server import Error, HistoryPage, SessionReady
+
+from .conftest import MakeBot
+from .harness import Harness, chat, count, direct_answers, msg, script
+
+
+async def test_ping_gets_pong_with_envelope(bot: Harness) -> None:
+    bot.send("alice", msg("ping", id="p1"))
+    answer = await bot.answer("alice", "p1")
+    assert answer.type == "pong"
+    assert answer.v == 1 and answer.seq == 1 and answer.ts > 0 and answer.id
+
+
+async def test_hello_describes_limits_and_tools(bot: Harness) -> None:
+    bot.send("alice", msg("session.hello", id="h1", client={"name": "widget", "version": "2"}))
+    ready = await bot.answer("alice", "h1")
+    assert isinstance(ready, SessionReady)
+    assert ready.protocol == "1.0"
+    assert ready.limits.max_packet == bot.settings.max_packet
+    names = {t.name for t in ready.tools}
+    assert {"current_time", "calculate", "participants", "boom"} <= names
+    assert all(t.description for t in ready.tools if t.name == "calculate")
+
+
+async def test_resume_gap_is_reported(bot: Harness) -> None:
+    bot.send("alice", msg("ping", id="p1"))
+    await bot.answer("alice", "p1")
+    bot.send("alice", msg("session.hello", id="h1", resume={"last_seq": 0}))
+    err = await bot.answer("alice", "h1")
+    assert isinstance(err, Error) and err.code == "resume_gap" and not err.retryable
+    bot.send("alice", msg("session.hello", id="h2", resume={"last_seq": 2}))
+    assert (await bot.answer("alice", "h2")).type == "session.ready"
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b"{nope", "invalid_json"),
+        (json.dumps({"v": 1, "type": "chat.message", "id": "e1"}), "invalid_message"),
+        (json.dumps({"v": 1, "type": "chat.message", "id": "e1", "text": 5}), "invalid_message"),
+        (json.dumps({"v": 1, "type": "teleport", "id": "e1"}), "unknown_type"),
+        (json.dumps({"v": 9, "type": "ping", "id": "e1"}), "unsupported_version"),
+        (
+            json.dumps({"v": 1, "type": "chat.message", "id": "e1", "text": "x" * 20000}),
+            "payload_too_large",
+        ),
+        (
+            json.dumps({"v": 1, "type": "chat.message", "id": "e1", "text": "x" * 9000}),
+            "payload_too_large",
+        ),
+    ],
+)
+async def test_bad_input_gets_one_clear_error(bot: Harness, body: bytes | str, code: str) -> None:
+    bot.send("alice", body)
+    msgs = await bot.until("alice", lambda ms: count(ms, "error") == 1)
+    err = msgs[0]
+    assert isinstance(err, Error)
+    assert err.code == code and err.message and isinstance(err.retryable, bool)
+    assert err.reply_to == (None if code == "invalid_json" else "e1")
+    # ...and the bot keeps serving this sender
+    bot.send("alice", msg("ping", id="after"))
+    assert (await bot.answer("alice", "after")).type == "pong"
+
+
+async def test_every_message_type_gets_exactly_one_direct_answer(bot: Harness) -> None:
+    sent = [
+        msg("session.hello", id="a1"),
+        chat("hello", id="a2"),
+        msg("chat.cancel", id="a3", turn="t_unknown"),
+        msg("history.get", id="a4"),
+        msg("history.reset", id="a5"),
+        msg("ping", id="a6"),
+        msg("ping", id="a7", extra_field=1),
+    ]
+    for body in sent:
+        bot.send("alice", body)
+    msgs = await bot.until(
+        "alice",
+        lambda ms: count(ms, "turn.end") == 1 and all(direct_answers(ms, b["id"]) for b in sent),
+    )
+    for body in sent:
+        assert len(direct_answers(msgs, body["id"])) == 1, body["type"]
+
+
+async def test_other_topics_and_serverless_packets_are_ignored(bot: Harness) -> None:
+    bot.send("alice", msg("ping", id="x1"), topic="other")
+    bot.send(None, msg("ping", id="x2"))
+    bot.send("alice", msg("ping", id="x3"))
+    msgs = await bot.until("alice", lambda ms: len(ms) >= 1)
+    assert [m.reply_to for m in msgs] == ["x3"]
+    assert set(bot.transport.sent) == {"alice"}
+
+
+async def test_replies_use_the_request_topic(make_bot: MakeBot) -> None:
+    bot = await make_bot(topics=("lkbot", "support"))
+    bot.send("alice", msg("ping", id="s1"), topic="support")
+    await bot.answer("alice", "s1")
+    assert bot.transport.sent["alice"][0][0] == "support"
+
+
+async def test_flood_is_rate_limited_and_every_packet_answered(make_bot: MakeBot) -> None:
+    bot = await make_bot(rate_burst=3, rate_per_second=0.001)
+    ids = [f"f{i}" for i in range(10)]
+    for i in ids:
+        bot.send("alice", msg("ping", id=i))
+    msgs = await bot.until("alice", lambda ms: all(direct_answers(ms, i) for i in ids))
+    answers = [direct_answers(msgs, i) for i in ids]
+    assert all(len(a) == 1 for a in answers)
+    assert [a[0].type for a in answers[:3]] == ["pong"] * 3
+    limited = [a[0] for a in answers[3:]]
+    assert all(isinstance(e, Error) and e.code == "rate_limited" and e.retryable for e in limited)
+    assert all(e.retry_after_ms and e.retry_after_ms > 0 for e in limited)  # type: ignore[union-attr]
+
+
+async def test_a_flooding_sender_does_not_starve_another(make_bot: MakeBot) -> None:
+    bot = await make_bot(rate_burst=2, rate_per_second=0.001)
+    for i in range(50):
+        bot.send("mallory", msg("ping", id=f"m{i}"))
+    bot.send("alice", msg("ping", id="ok"))
+    assert (await bot.answer("alice", "ok")).type == "pong"
+
+
+async def test_handler_crash_is_internal_error(
+    bot: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(m: object, ctx: object) -> None:
+        raise RuntimeError("bug")
+
+    monkeypatch.setitem(HANDLERS, Ping, broken)
+    bot.send("alice", msg("ping", id="p"))
+    err = await bot.answer("alice", "p")
+    assert isinstance(err, Error) and err.code == "internal_error"
+    assert "bug" not in err.message
+
+
+async def test_client_chunk_frames_are_reassembled(bot: Harness) -> None:
+    whole = json.dumps(chat(script(say="got it"), id="big", metadata={"blob": "z" * 30000}))
+    frames = [whole[i : i + 10000] for i in range(0, len(whole), 10000)]
+    for n, data in enumerate(frames, start=1):
+        bot.send("alice", msg("chunk", id=f"big.{n}", of="big", n=n, total=len(frames), data=data))
+    msgs = await bot.turn_ends("alice")
+    assert [m.type for m in direct_answers(msgs, "big")] == ["ack"]
+    assert msgs[-2].type == "turn.reply" and msgs[-2].text == "got it"  # type: ignore[union-attr]
+
+
+async def test_bad_chunk_frame_answers_the_whole_message_id(bot: Harness) -> None:
+    bot.send("alice", msg("chunk", id="q.1", of="q", n=3, total=2, data="x"))
+    err = await bot.answer("alice", "q")
+    assert isinstance(err, Error) and err.code == "invalid_message"
+
+
+async def test_long_history_page_arrives_chunked(make_bot: MakeBot) -> None:
+    bot = await make_bot(max_packet=2048, delta_max_chars=200)
+    bot.send("alice", chat(script(long=6000), id="l1"))
+    await bot.turn_ends("alice")
+    bot.send("alice", msg("history.get", id="h"))
+    page = await bot.answer("alice", "h")
+    assert isinstance(page, HistoryPage) and len(page.items[-1].text) == 6000
+    raw = [p for _, p in bot.transport.sent["alice"]]
+    assert all(len(p.encode()) <= 2048 for p in raw)
+    assert any(json.loads(p)["type"] == "chunk" for p in raw)

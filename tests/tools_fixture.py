@@ -1,0 +1,26 @@
+"""Tools used by tests through BOT_TOOLS_MODULE."""
+
+from __future__ import annotations
+
+import asyncio
+
+from livekit.agents import function_tool
+
+
+@function_tool
+async def boom() -> str:
+    """A tool that crashes."""
+    raise RuntimeError("tool exploded")
+
+
+@function_tool
+async def slow(seconds: float = 60.0) -> str:
+    """A tool that takes long."""
+    await asyncio.sleep(seconds)
+    return "finally"
+
+
+@function_tool
+async def echo(text: str) -> str:
+    """Returns its input."""
+    return text
