@@ -50,7 +50,10 @@ class Dispatcher:
         if self._closed or packet.topic not in self._topics:
             return
         if packet.sender is None:
-            log.info("ignoring a data packet with no sending participant (server SDK)")
+            # A server SDK's packet, or one from a participant the room has not
+            # announced yet: either way there is nobody to answer. Clients
+            # handshake with session.hello (retried) before anything else.
+            log.info("ignoring a data packet with no known sender (server SDK or not yet joined)")
             return
         session = self._sessions.get(packet.sender)
         if session is None:
@@ -75,6 +78,8 @@ class Dispatcher:
 
     async def aclose(self, *, timeout: float = 5.0) -> None:
         """Shut down: every running turn ends (`cancelled`, reason `shutdown`), sent."""
+        if self._closed:
+            return
         self._closed = True
         sessions = list(self._sessions.values())
         self._sessions.clear()

@@ -62,8 +62,9 @@ class Outbox:
             topic, payload = await self._queue.get()
             try:
                 await self._transport.send(self._identity, topic, payload)
-            except Exception:
-                log.exception("publish to a participant failed; packet dropped")
+            except Exception as e:
+                # e.g. the room closed under us: one line, not a traceback per packet
+                log.warning("publish failed, packet dropped: %s", e)
             finally:
                 self._queue.task_done()
 

@@ -19,6 +19,10 @@ from .tools import load_tools
 
 log = logging.getLogger("bot")
 
+# The dispatcher of each running job, for on_session_end (keyed by job id: the
+# thread executor runs several jobs in one process).
+_DISPATCHERS: dict[str, Dispatcher] = {}
+
 
 async def entrypoint(ctx: JobContext) -> None:
     """Runs in the job process: settings are read again from the same environment."""
@@ -28,14 +32,29 @@ async def entrypoint(ctx: JobContext) -> None:
     engine = TurnEngine(settings, model, load_tools(settings, transport.peers))
     dispatcher = Dispatcher(settings, transport, engine)
     transport.attach(dispatcher)  # before connect: no packet arrives unseen
+    _DISPATCHERS[ctx.job.id] = dispatcher
 
-    async def on_shutdown(reason: str) -> None:
-        await dispatcher.aclose()
+    async def after_disconnect(reason: str) -> None:
+        _DISPATCHERS.pop(ctx.job.id, None)
+        await dispatcher.aclose()  # no-op when on_session_end already closed it
         await model.aclose()
 
-    ctx.add_shutdown_callback(on_shutdown)
+    ctx.add_shutdown_callback(after_disconnect)
     await ctx.connect(auto_subscribe=AutoSubscribe.SUBSCRIBE_NONE)
+    # Participants that publish no media are announced to the room in 3 s batches;
+    # an attribute change is announced at once, so clients see the bot right away.
+    await ctx.room.local_participant.set_attributes(
+        {"lkbot.protocol": "1", "lkbot.topics": ",".join(settings.topics)}
+    )
     log.info("joined a room; listening on topics %s", ",".join(settings.topics))
+
+
+async def on_session_end(ctx: JobContext) -> None:
+    """Runs before the room is disconnected: running turns end, and their
+    `turn.end{cancelled, reason: shutdown}` still reaches each sender."""
+    dispatcher = _DISPATCHERS.pop(ctx.job.id, None)
+    if dispatcher is not None:
+        await dispatcher.aclose()
 
 
 def build_server(settings: Settings, *, dev: bool) -> AgentServer:
@@ -50,7 +69,7 @@ def build_server(settings: Settings, *, dev: bool) -> AgentServer:
         num_idle_processes=1 if dev else 2,
         log_level=settings.log_level,
     )
-    server.rtc_session(entrypoint, agent_name=settings.agent_name)
+    server.rtc_session(entrypoint, agent_name=settings.agent_name, on_session_end=on_session_end)
     return server
 
 

@@ -16,7 +16,7 @@ command -v go >/dev/null || { echo "livekit-server: Go is required to build it (
 echo "livekit-server: building $VERSION from the Go module (about 2 minutes the first time)..."
 start=$(date +%s)
 tmp=$(mktemp -d)
-GOTOOLCHAIN=local CGO_ENABLED=0 GOBIN="$PWD/$tmp" GOFLAGS=-mod=mod \
+GOTOOLCHAIN=local CGO_ENABLED=0 GOBIN="$tmp" GOFLAGS=-mod=mod \
   go install -trimpath "github.com/livekit/livekit-server/cmd/server@$VERSION" 2>&1 \
   | grep -v '^go: downloading' || true
 [ -x "$tmp/server" ] || { echo "livekit-server: build failed" >&2; rm -rf "$tmp"; exit 1; }

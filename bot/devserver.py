@@ -1,0 +1,118 @@
+"""A loopback-only livekit-server for development, tests and benchmarks.
+
+Started from the config the project ships (config/livekit-loopback.yaml) on free
+ports; never reachable from outside 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import string
+import subprocess
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG_TEMPLATE = ROOT / "config" / "livekit-loopback.yaml"
+INSTALL_HINT = "run scripts/install-livekit-server.sh (or `make setup`)"
+# variables that would make the server (or anything it starts) look elsewhere
+_SCRUB = (
+    "LIVEKIT_URL",
+    "LIVEKIT_API_KEY",
+    "LIVEKIT_API_SECRET",
+    "LIVEKIT_KEYS",
+    "LIVEKIT_CONFIG",
+    "REDIS_HOST",
+    "NODE_IP",
+    "UDP_PORT",
+)
+
+
+def find_binary() -> Path:
+    candidates = [
+        os.environ.get("LIVEKIT_SERVER_BIN"),
+        str(ROOT / ".tools/bin/livekit-server"),
+        shutil.which("livekit-server"),
+    ]
+    for c in candidates:
+        if c and Path(c).is_file() and os.access(c, os.X_OK):
+            return Path(c)
+    raise FileNotFoundError(f"livekit-server not found: {INSTALL_HINT}")
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class DevServer:
+    url: str
+    api_key: str
+    api_secret: str
+    process: subprocess.Popen[bytes]
+    workdir: Path
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def log_tail(self, lines: int = 20) -> str:
+        log = self.workdir / "livekit-server.log"
+        return (
+            "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else ""
+        )
+
+
+def start(*, log_level: str = "warn", timeout: float = 30.0) -> DevServer:
+    """Start the server and wait (bounded) until its health check answers OK."""
+    binary = find_binary()
+    port, tcp_port, udp_port = free_port(), free_port(), free_port(socket.SOCK_DGRAM)
+    api_key, api_secret = "devkey", secrets.token_urlsafe(32)
+    workdir = Path(tempfile.mkdtemp(prefix="lkbot-server-"))
+    config = string.Template(CONFIG_TEMPLATE.read_text()).substitute(
+        port=port,
+        tcp_port=tcp_port,
+        udp_port=udp_port,
+        api_key=api_key,
+        api_secret=api_secret,
+        log_level=log_level,
+    )
+    (workdir / "livekit.yaml").write_text(config)
+    env = {k: v for k, v in os.environ.items() if k not in _SCRUB}
+    with (workdir / "livekit-server.log").open("wb") as log:
+        process = subprocess.Popen(
+            [str(binary), "--config", str(workdir / "livekit.yaml")],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    server = DevServer(f"ws://127.0.0.1:{port}", api_key, api_secret, process, workdir)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = server.log_tail()
+            server.stop()
+            raise RuntimeError(f"livekit-server exited at start:\n{tail}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1) as resp:
+                if resp.read().strip() == b"OK":
+                    return server
+        except OSError:
+            time.sleep(0.05)
+    server.stop()
+    raise TimeoutError(f"livekit-server did not answer its health check within {timeout}s")

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+
+import pytest
+
+from bot import devserver
+from bot.client import BotClient
+from bot.config import Settings
+from bot.tokens import mint_token
+
+from .procs import Proc, start_llm_server, start_worker
+
+Connect = Callable[..., Awaitable[BotClient]]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(autouse=True)
+def _clean_env() -> None:
+    """The e2e tests read no settings in-process; overrides the unit-test fixture."""
+
+
+@pytest.fixture(scope="session")
+def lk() -> Iterator[devserver.DevServer]:
+    server = devserver.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def llm_url() -> Iterator[str]:
+    proc, url = start_llm_server()
+    yield url
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def worker(lk: devserver.DevServer, llm_url: str) -> Iterator[Proc]:
+    """The automatic-dispatch worker most tests talk to."""
+    proc = start_worker(lk, llm_url)
+    yield proc
+    proc.stop()
+
+
+def settings_for(lk: devserver.DevServer, agent_name: str = "") -> Settings:
+    return Settings(livekit_url=lk.url, livekit_api_key=lk.api_key,
+                    livekit_api_secret=lk.api_secret, agent_name=agent_name)
+
+
+@pytest.fixture
+def room() -> str:
+    return f"room-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+async def connect(lk: devserver.DevServer) -> AsyncIterator[Connect]:
+    clients: list[BotClient] = []
+
+    async def make(identity: str, room: str, *, agent_name: str | None = None,
+                   dispatch_name: str = "", wait_agent: bool = True) -> BotClient:
+        client = BotClient(agent_name=agent_name)
+        clients.append(client)
+        token = mint_token(settings_for(lk, dispatch_name), room=room, identity=identity)
+        if wait_agent:
+            await client.connect(lk.url, token)
+        else:
+            from livekit import rtc
+
+            await client.room.connect(lk.url, token, rtc.RoomOptions(auto_subscribe=False))
+        return client
+
+    yield make
+    for c in clients:
+        await c.disconnect()

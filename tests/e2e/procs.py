@@ -1,0 +1,80 @@
+"""Processes the end-to-end tests run: the scripted LLM server and bot workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.devserver import DevServer, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _wait(cond: object, what: str, proc: subprocess.Popen[bytes], log: Path,
+          timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():  # type: ignore[operator]
+            return
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
+        time.sleep(0.05)
+    raise TimeoutError(f"{what} not ready after {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+@dataclass
+class Proc:
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self, timeout: float = 20.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout)
+        return self.process.returncode
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def _spawn(args: list[str], env: dict[str, str], name: str) -> Proc:
+    log = Path(tempfile.mkstemp(prefix=f"lkbot-{name}-", suffix=".log")[1])
+    with log.open("wb") as out:
+        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+                                   start_new_session=True)
+    return Proc(process, log)
+
+
+def start_llm_server() -> tuple[Proc, str]:
+    port = free_port()
+    proc = _spawn([sys.executable, "-m", "bot.testing.llm_server", "--port", str(port)],
+                  dict(os.environ), "llm")
+    _wait(lambda: "scripted LLM server on" in proc.text(), "LLM server", proc.process, proc.log,
+          30)
+    return proc, f"http://127.0.0.1:{port}/v1"
+
+
+def start_worker(lk: DevServer, llm_url: str, **settings: str) -> Proc:
+    """`python -m bot start`, as users run it, until it has registered with LiveKit."""
+    ready = Path(tempfile.mkdtemp(prefix="lkbot-ready-")) / "ready"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "OPENAI_"))}
+    env.update(
+        LIVEKIT_URL=lk.url, LIVEKIT_API_KEY=lk.api_key, LIVEKIT_API_SECRET=lk.api_secret,
+        OPENAI_BASE_URL=llm_url, BOT_MODEL="scripted", BOT_HTTP_PORT="0",
+        BOT_TOOLS_MODULE="tests.tools_fixture", BOT_LLM_TIMEOUT="3", BOT_TOOL_TIMEOUT="2",
+        BOT_LLM_RETRIES="0", PYTHONPATH=str(ROOT),
+    )
+    env.update({f"BOT_{k.upper()}": v for k, v in settings.items()})
+    proc = _spawn([sys.executable, "-m", "bot", "start", "--ready-file", str(ready)], env, "worker")
+    _wait(ready.exists, "worker", proc.process, proc.log, 60)
+    return proc

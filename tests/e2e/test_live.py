@@ -1,0 +1,161 @@
+"""The bot over a real livekit-server, as a separate worker process, with real rtc clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from livekit import api, rtc
+
+from bot.client import BotClient
+from bot.devserver import DevServer
+from bot.protocol.server import Error, HistoryPage, TurnEnd
+
+from ..harness import script
+from .conftest import Connect, settings_for
+from .procs import Proc, start_worker
+
+
+async def test_two_clients_exchange_a_reliable_packet(lk: DevServer, room: str) -> None:
+    """The transport itself, before any bot: loopback WebRTC works on this machine."""
+    a, b = rtc.Room(), rtc.Room()
+    got: asyncio.Future[rtc.DataPacket] = asyncio.get_running_loop().create_future()
+    b.on("data_received", lambda p: got.done() or got.set_result(p))
+    s = settings_for(lk)
+    from bot.tokens import mint_token
+
+    await a.connect(lk.url, mint_token(s, room=room, identity="a"))
+    await b.connect(lk.url, mint_token(s, room=room, identity="b"))
+    await a.local_participant.publish_data(b"hi", reliable=True, destination_identities=["b"],
+                                           topic="t")
+    packet = await asyncio.wait_for(got, 10)
+    assert (packet.data, packet.topic, packet.participant.identity) == (b"hi", "t", "a")
+    await a.disconnect()
+    await b.disconnect()
+
+
+def assert_wire_invariants(client: BotClient) -> None:
+    msgs = client.messages
+    assert [m.seq for m in msgs] == list(range(1, len(msgs) + 1))
+    assert all(len(p.data) <= 15000 for p in client.raw)
+
+
+async def test_full_turn_with_tool_over_livekit(worker: Proc, connect: Connect, room: str) -> None:
+    alice = await connect("alice", room)
+    text = script(tool="calculate", args={"expression": "2**8"}, then="It is 256.")
+    result = await alice.chat(text)
+    types = [e.type for e in result.events]
+    assert types[0] == "turn.start" and types[-1] == "turn.end"
+    assert types.index("turn.tool_call") < types.index("turn.tool_result") < types.index("turn.reply")
+    deltas = "".join(e.text for e in result.events if e.type == "turn.delta")  # type: ignore[union-attr]
+    assert deltas == result.reply == "It is 256."
+    assert result.end is not None and result.end.status == "completed"
+    assert all(p.participant and p.participant.identity == alice.agent for p in alice.raw)
+    assert_wire_invariants(alice)
+
+
+async def test_explicit_dispatch_by_agent_name(lk: DevServer, llm_url: str, connect: Connect,
+                                               room: str) -> None:
+    named = start_worker(lk, llm_url, agent_name="named-bot")
+    try:
+        client = await connect("carol", room, agent_name="named-bot", dispatch_name="named-bot")
+        assert (await client.request("ping")).type == "pong"
+        # and through the dispatch API, into a room nobody's token asked for it
+        other = room + "-api"
+        http = lk.url.replace("ws://", "http://")
+        async with api.LiveKitAPI(http, lk.api_key, lk.api_secret) as lkapi:
+            await lkapi.agent_dispatch.create_dispatch(
+                api.CreateAgentDispatchRequest(agent_name="named-bot", room=other))
+        dave = await connect("dave", other, agent_name="named-bot")
+        result = await dave.chat("hello named bot")
+        assert result.reply == "You said: hello named bot"
+    finally:
+        named.stop()
+
+
+async def test_two_users_chat_at_once_privately(worker: Proc, connect: Connect, room: str) -> None:
+    alice = await connect("alice", room)
+    bob = await connect("bob", room)
+    a, b = await asyncio.gather(alice.chat(script(say="for alice " * 30)),
+                                bob.chat(script(say="for bob " * 30)))
+    assert a.reply and a.reply.startswith("for alice") and b.reply and b.reply.startswith("for bob")
+    for client in (alice, bob):
+        own = set(client.sent_ids)
+        assert client.messages and all(m.reply_to in own for m in client.messages)  # type: ignore[union-attr]
+        assert all(json.loads(p.data).get("reply_to") in own for p in client.raw)
+        assert_wire_invariants(client)
+
+
+async def test_protocol_paths_on_the_wire(worker: Proc, connect: Connect, room: str) -> None:
+    alice = await connect("alice", room)
+    ready = await alice.request("session.hello", client={"name": "e2e"})
+    assert ready.type == "session.ready"
+    # duplicate id
+    body = {"type": "chat.message", "id": "same-id", "text": "once"}
+    await alice.send(body)
+    await alice.send(body)
+    await alice.wait_for(lambda ms: sum(m.type == "turn.end" for m in ms) == 1
+                         and sum(getattr(m, "reply_to", None) == "same-id" and m.type == "ack"
+                                 for m in ms) == 2)
+    assert sum(m.type == "turn.start" for m in alice.messages) == 1
+    # malformed JSON, unknown type, other topics
+    await alice.send_raw(b"{broken")
+    await alice.send_raw(json.dumps({"v": 1, "type": "nope", "id": "u1"}))
+    await alice.send_raw(json.dumps({"v": 1, "type": "ping", "id": "other"}), topic="elsewhere")
+    pong = await alice.request("ping")
+    errors = [m for m in alice.messages if isinstance(m, Error)]
+    assert [(e.code, e.reply_to) for e in errors] == [("invalid_json", None), ("unknown_type", "u1")]
+    assert alice.answer_to("other") is None and pong.type == "pong"
+    # cancel a stalled turn, then history get and reset
+    turn_task = asyncio.create_task(alice.chat(script(stall=True)))
+    await alice.wait_for(lambda ms: ms[-1].type == "turn.delta")
+    cancel = await alice.request("chat.cancel")
+    result = await turn_task
+    assert cancel.status == "cancelled" and result.end and result.end.status == "cancelled"  # type: ignore[union-attr]
+    page = await alice.request("history.get")
+    assert isinstance(page, HistoryPage) and page.items[0].text == "once"
+    assert (await alice.request("history.reset")).status == "reset"  # type: ignore[union-attr]
+    assert (await alice.request("history.get")).items == []  # type: ignore[union-attr]
+    assert_wire_invariants(alice)
+
+
+async def test_long_reply_arrives_in_chunks(worker: Proc, connect: Connect, room: str) -> None:
+    alice = await connect("alice", room)
+    result = await alice.chat(script(long=60000, chunk=2000))
+    assert result.reply is not None and len(result.reply) == 60000
+    chunk_frames = [p for p in alice.raw if json.loads(p.data)["type"] == "chunk"]
+    assert len(chunk_frames) >= 4
+    assert_wire_invariants(alice)
+
+
+async def test_big_client_message_is_sent_in_chunks(worker: Proc, connect: Connect,
+                                                   room: str) -> None:
+    alice = await connect("alice", room)
+    result = await alice.chat(script(say="ok"), metadata={"blob": "x" * 40000})
+    assert result.reply == "ok"
+
+
+async def test_leaving_mid_turn_releases_state(worker: Proc, connect: Connect, room: str) -> None:
+    alice = await connect("alice", room)
+    await alice.chat("remember me")
+    asyncio.create_task(alice.send({"type": "chat.message", "text": script(stall=True)}))
+    await alice.wait_for(lambda ms: ms[-1].type == "turn.delta")
+    await alice.disconnect()
+    again = await connect("alice", room)
+    page = await again.request("history.get")
+    assert isinstance(page, HistoryPage) and page.items == []
+
+
+async def test_worker_shutdown_ends_turns_cleanly(lk: DevServer, llm_url: str, connect: Connect,
+                                                  room: str) -> None:
+    proc = start_worker(lk, llm_url, agent_name="shutdown-bot")
+    client = await connect("erin", room, agent_name="shutdown-bot", dispatch_name="shutdown-bot")
+    turn = asyncio.create_task(client.chat(script(stall=True)))
+    await client.wait_for(lambda ms: ms[-1].type == "turn.delta")
+    code = await asyncio.to_thread(proc.stop)
+    result = await turn
+    end = result.end
+    assert isinstance(end, TurnEnd) and (end.status, end.reason) == ("cancelled", "shutdown")
+    log = proc.text()
+    assert code == 0, log[-2000:]
+    assert "Traceback" not in log and " ERROR " not in log, log[-3000:]
