@@ -1,4 +1,4 @@
-"""`python -m bot`: run the worker, print the protocol schema."""
+"""`python -m bot`: run the worker, chat with it, mint tokens, print the schema."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
 from .config import ConfigError, Settings, load_settings
@@ -17,6 +19,10 @@ lkbot: a private, multi-user text chat bot for LiveKit rooms.
 
 Clients send JSON messages on a data-channel topic (default `lkbot`); the bot answers
 each sender privately. Settings come from the environment and `.env` (see README).
+
+  python -m bot up                       local server + bot, ready to chat
+  python -m bot chat --room demo --identity me
+  python -m bot start                    production worker (needs LIVEKIT_* and an LLM)
 """
 
 
@@ -31,19 +37,23 @@ def _setup_logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
-def _check_settings(dev: bool) -> Settings:
+def _livekit_settings() -> Settings:
     settings = load_settings()
-    missing = [
-        name
-        for name, value in (
-            ("LIVEKIT_URL", settings.livekit_url),
-            ("LIVEKIT_API_KEY", settings.livekit_api_key),
-            ("LIVEKIT_API_SECRET", settings.livekit_api_secret),
-        )
-        if not value
-    ]
-    if missing:
-        raise ConfigError(f"{missing[0]}: not set (needed to reach the LiveKit server)")
+    for name, value in (
+        ("LIVEKIT_URL", settings.livekit_url),
+        ("LIVEKIT_API_KEY", settings.livekit_api_key),
+        ("LIVEKIT_API_SECRET", settings.livekit_api_secret),
+    ):
+        if not value:
+            raise ConfigError(
+                f"{name}: not set (needed to reach the LiveKit server; "
+                "`python -m bot up` starts a local one)"
+            )
+    return settings
+
+
+def _check_worker_settings() -> Settings:
+    settings = _livekit_settings()
     # Fail now, in the main process, rather than in every job process later.
     from .llm_factory import build_llm
     from .tools import load_tools
@@ -55,14 +65,63 @@ def _check_settings(dev: bool) -> Settings:
 
 def cmd_run(args: argparse.Namespace) -> int:
     dev = args.command == "dev"
-    if dev:
-        os.environ.setdefault("BOT_LOG_LEVEL", "DEBUG" if args.verbose else "INFO")
-    settings = _check_settings(dev)
+    if dev and args.verbose:
+        os.environ["BOT_LOG_LEVEL"] = "DEBUG"
+    settings = _check_worker_settings()
     _setup_logging(settings.log_level)
     from .worker import serve
 
     asyncio.run(serve(settings, dev=dev, ready_file=args.ready_file))
     return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    _setup_logging(settings.log_level)
+    from .devstack import up
+
+    asyncio.run(up(args.ready_file))
+    return 0
+
+
+def _parse_ttl(text: str) -> timedelta:
+    match = re.fullmatch(r"(\d+)([smhd])", text.strip())
+    if not match:
+        raise argparse.ArgumentTypeError("use a number and a unit, e.g. 30m, 6h, 2d")
+    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match[2]]
+    return timedelta(**{unit: int(match[1])})
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from .devstack import load_dev_env
+    from .tokens import mint_token
+
+    load_dev_env()
+    settings = _livekit_settings()
+    print(
+        mint_token(settings, room=args.room, identity=args.identity, name=args.name, ttl=args.ttl)
+    )
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from .chat_cli import run_chat
+    from .devstack import load_dev_env
+    from .tokens import mint_token
+
+    load_dev_env()
+    settings = _livekit_settings()
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    token = mint_token(settings, room=args.room, identity=args.identity)
+    return asyncio.run(
+        run_chat(
+            settings.livekit_url,
+            token,
+            send=args.send,
+            topic=args.topic or settings.topics[0],
+            agent_name=settings.agent_name,
+        )
+    )
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -81,6 +140,11 @@ def _ready_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _room_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--room", required=True, help="room name")
+    parser.add_argument("--identity", required=True, help="participant identity")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bot",
@@ -88,29 +152,70 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    start = sub.add_parser(
+
+    p = sub.add_parser(
+        "up",
+        help="local livekit-server + bot, ready to chat",
+        description="Start what a first conversation needs: a loopback "
+        "livekit-server when LIVEKIT_URL is unset, the echo model when no LLM "
+        "is configured, and the worker in development mode.",
+    )
+    _ready_option(p)
+    p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser(
         "start",
         help="run the production worker",
-        description="Run the production worker: "
-        "registers with LiveKit and serves every room it is dispatched to.",
+        description="Run the production worker: registers with LiveKit and "
+        "serves every room it is dispatched to.",
     )
-    start.set_defaults(func=cmd_run)
-    _ready_option(start)
-    dev = sub.add_parser(
+    _ready_option(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
         "dev",
         help="run the worker for local development",
-        description="Run the worker in development mode: readable logs, no load shedding, "
+        description="Run the worker in development mode: no load shedding, "
         "health server on a random loopback port.",
     )
-    dev.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    dev.set_defaults(func=cmd_run)
-    _ready_option(dev)
-    schema = sub.add_parser(
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    _ready_option(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "chat",
+        help="chat with the bot from the terminal",
+        description="Join a room as a chat client and talk to the bot over the "
+        "real protocol. Interactive by default; --send for scripts (exit code "
+        "0 when the turn completes, 1 otherwise).",
+    )
+    _room_options(p)
+    p.add_argument("--send", metavar="TEXT", help="send one message, print the reply, exit")
+    p.add_argument("--topic", help="data topic (default: the first of BOT_TOPICS)")
+    p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser(
+        "token",
+        help="mint a client token",
+        description="Print a token that lets a chat client join ROOM, publish "
+        "data and subscribe (and dispatches the bot when BOT_AGENT_NAME is set).",
+    )
+    _room_options(p)
+    p.add_argument("--name", default="", help="display name (default: the identity)")
+    p.add_argument(
+        "--ttl",
+        type=_parse_ttl,
+        default=timedelta(hours=6),
+        help="validity, e.g. 30m, 6h, 2d (default 6h)",
+    )
+    p.set_defaults(func=cmd_token)
+
+    p = sub.add_parser(
         "schema",
         help="print the protocol's JSON Schema",
         description="Print the JSON Schema of both directions (discriminated on `type`).",
     )
-    schema.set_defaults(func=cmd_schema)
+    p.set_defaults(func=cmd_schema)
     return parser
 
 
@@ -119,6 +224,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result: int = args.func(args)
     except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -49,8 +49,12 @@ def worker(lk: devserver.DevServer, llm_url: str) -> Iterator[Proc]:
 
 
 def settings_for(lk: devserver.DevServer, agent_name: str = "") -> Settings:
-    return Settings(livekit_url=lk.url, livekit_api_key=lk.api_key,
-                    livekit_api_secret=lk.api_secret, agent_name=agent_name)
+    return Settings(
+        livekit_url=lk.url,
+        livekit_api_key=lk.api_key,
+        livekit_api_secret=lk.api_secret,
+        agent_name=agent_name,
+    )
 
 
 @pytest.fixture
@@ -62,8 +66,14 @@ def room() -> str:
 async def connect(lk: devserver.DevServer) -> AsyncIterator[Connect]:
     clients: list[BotClient] = []
 
-    async def make(identity: str, room: str, *, agent_name: str | None = None,
-                   dispatch_name: str = "", wait_agent: bool = True) -> BotClient:
+    async def make(
+        identity: str,
+        room: str,
+        *,
+        agent_name: str | None = None,
+        dispatch_name: str = "",
+        wait_agent: bool = True,
+    ) -> BotClient:
         client = BotClient(agent_name=agent_name)
         clients.append(client)
         token = mint_token(settings_for(lk, dispatch_name), room=room, identity=identity)

@@ -16,8 +16,9 @@ from bot.devserver import DevServer, free_port
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _wait(cond: object, what: str, proc: subprocess.Popen[bytes], log: Path,
-          timeout: float) -> None:
+def _wait(
+    cond: object, what: str, proc: subprocess.Popen[bytes], log: Path, timeout: float
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if cond():  # type: ignore[operator]
@@ -50,17 +51,20 @@ class Proc:
 def _spawn(args: list[str], env: dict[str, str], name: str) -> Proc:
     log = Path(tempfile.mkstemp(prefix=f"lkbot-{name}-", suffix=".log")[1])
     with log.open("wb") as out:
-        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True
+        )
     return Proc(process, log)
 
 
 def start_llm_server() -> tuple[Proc, str]:
     port = free_port()
-    proc = _spawn([sys.executable, "-m", "bot.testing.llm_server", "--port", str(port)],
-                  dict(os.environ), "llm")
-    _wait(lambda: "scripted LLM server on" in proc.text(), "LLM server", proc.process, proc.log,
-          30)
+    proc = _spawn(
+        [sys.executable, "-m", "bot.testing.llm_server", "--port", str(port)],
+        dict(os.environ),
+        "llm",
+    )
+    _wait(lambda: "scripted LLM server on" in proc.text(), "LLM server", proc.process, proc.log, 30)
     return proc, f"http://127.0.0.1:{port}/v1"
 
 
@@ -69,10 +73,17 @@ def start_worker(lk: DevServer, llm_url: str, **settings: str) -> Proc:
     ready = Path(tempfile.mkdtemp(prefix="lkbot-ready-")) / "ready"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "OPENAI_"))}
     env.update(
-        LIVEKIT_URL=lk.url, LIVEKIT_API_KEY=lk.api_key, LIVEKIT_API_SECRET=lk.api_secret,
-        OPENAI_BASE_URL=llm_url, BOT_MODEL="scripted", BOT_HTTP_PORT="0",
-        BOT_TOOLS_MODULE="tests.tools_fixture", BOT_LLM_TIMEOUT="3", BOT_TOOL_TIMEOUT="2",
-        BOT_LLM_RETRIES="0", PYTHONPATH=str(ROOT),
+        LIVEKIT_URL=lk.url,
+        LIVEKIT_API_KEY=lk.api_key,
+        LIVEKIT_API_SECRET=lk.api_secret,
+        OPENAI_BASE_URL=llm_url,
+        BOT_MODEL="scripted",
+        BOT_HTTP_PORT="0",
+        BOT_TOOLS_MODULE="tests.tools_fixture",
+        BOT_LLM_TIMEOUT="3",
+        BOT_TOOL_TIMEOUT="2",
+        BOT_LLM_RETRIES="0",
+        PYTHONPATH=str(ROOT),
     )
     env.update({f"BOT_{k.upper()}": v for k, v in settings.items()})
     proc = _spawn([sys.executable, "-m", "bot", "start", "--ready-file", str(ready)], env, "worker")

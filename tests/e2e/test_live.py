@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 
 from livekit import api, rtc
 
@@ -13,7 +16,7 @@ from bot.protocol.server import Error, HistoryPage, TurnEnd
 
 from ..harness import script
 from .conftest import Connect, settings_for
-from .procs import Proc, start_worker
+from .procs import ROOT, Proc, start_worker
 
 
 async def test_two_clients_exchange_a_reliable_packet(lk: DevServer, room: str) -> None:
@@ -26,8 +29,9 @@ async def test_two_clients_exchange_a_reliable_packet(lk: DevServer, room: str) 
 
     await a.connect(lk.url, mint_token(s, room=room, identity="a"))
     await b.connect(lk.url, mint_token(s, room=room, identity="b"))
-    await a.local_participant.publish_data(b"hi", reliable=True, destination_identities=["b"],
-                                           topic="t")
+    await a.local_participant.publish_data(
+        b"hi", reliable=True, destination_identities=["b"], topic="t"
+    )
     packet = await asyncio.wait_for(got, 10)
     assert (packet.data, packet.topic, packet.participant.identity) == (b"hi", "t", "a")
     await a.disconnect()
@@ -46,7 +50,9 @@ async def test_full_turn_with_tool_over_livekit(worker: Proc, connect: Connect, 
     result = await alice.chat(text)
     types = [e.type for e in result.events]
     assert types[0] == "turn.start" and types[-1] == "turn.end"
-    assert types.index("turn.tool_call") < types.index("turn.tool_result") < types.index("turn.reply")
+    assert (
+        types.index("turn.tool_call") < types.index("turn.tool_result") < types.index("turn.reply")
+    )
     deltas = "".join(e.text for e in result.events if e.type == "turn.delta")  # type: ignore[union-attr]
     assert deltas == result.reply == "It is 256."
     assert result.end is not None and result.end.status == "completed"
@@ -54,8 +60,9 @@ async def test_full_turn_with_tool_over_livekit(worker: Proc, connect: Connect, 
     assert_wire_invariants(alice)
 
 
-async def test_explicit_dispatch_by_agent_name(lk: DevServer, llm_url: str, connect: Connect,
-                                               room: str) -> None:
+async def test_explicit_dispatch_by_agent_name(
+    lk: DevServer, llm_url: str, connect: Connect, room: str
+) -> None:
     named = start_worker(lk, llm_url, agent_name="named-bot")
     try:
         client = await connect("carol", room, agent_name="named-bot", dispatch_name="named-bot")
@@ -65,7 +72,8 @@ async def test_explicit_dispatch_by_agent_name(lk: DevServer, llm_url: str, conn
         http = lk.url.replace("ws://", "http://")
         async with api.LiveKitAPI(http, lk.api_key, lk.api_secret) as lkapi:
             await lkapi.agent_dispatch.create_dispatch(
-                api.CreateAgentDispatchRequest(agent_name="named-bot", room=other))
+                api.CreateAgentDispatchRequest(agent_name="named-bot", room=other)
+            )
         dave = await connect("dave", other, agent_name="named-bot")
         result = await dave.chat("hello named bot")
         assert result.reply == "You said: hello named bot"
@@ -76,8 +84,9 @@ async def test_explicit_dispatch_by_agent_name(lk: DevServer, llm_url: str, conn
 async def test_two_users_chat_at_once_privately(worker: Proc, connect: Connect, room: str) -> None:
     alice = await connect("alice", room)
     bob = await connect("bob", room)
-    a, b = await asyncio.gather(alice.chat(script(say="for alice " * 30)),
-                                bob.chat(script(say="for bob " * 30)))
+    a, b = await asyncio.gather(
+        alice.chat(script(say="for alice " * 30)), bob.chat(script(say="for bob " * 30))
+    )
     assert a.reply and a.reply.startswith("for alice") and b.reply and b.reply.startswith("for bob")
     for client in (alice, bob):
         own = set(client.sent_ids)
@@ -94,9 +103,12 @@ async def test_protocol_paths_on_the_wire(worker: Proc, connect: Connect, room: 
     body = {"type": "chat.message", "id": "same-id", "text": "once"}
     await alice.send(body)
     await alice.send(body)
-    await alice.wait_for(lambda ms: sum(m.type == "turn.end" for m in ms) == 1
-                         and sum(getattr(m, "reply_to", None) == "same-id" and m.type == "ack"
-                                 for m in ms) == 2)
+    await alice.wait_for(
+        lambda ms: (
+            sum(m.type == "turn.end" for m in ms) == 1
+            and sum(getattr(m, "reply_to", None) == "same-id" and m.type == "ack" for m in ms) == 2
+        )
+    )
     assert sum(m.type == "turn.start" for m in alice.messages) == 1
     # malformed JSON, unknown type, other topics
     await alice.send_raw(b"{broken")
@@ -104,7 +116,10 @@ async def test_protocol_paths_on_the_wire(worker: Proc, connect: Connect, room: 
     await alice.send_raw(json.dumps({"v": 1, "type": "ping", "id": "other"}), topic="elsewhere")
     pong = await alice.request("ping")
     errors = [m for m in alice.messages if isinstance(m, Error)]
-    assert [(e.code, e.reply_to) for e in errors] == [("invalid_json", None), ("unknown_type", "u1")]
+    assert [(e.code, e.reply_to) for e in errors] == [
+        ("invalid_json", None),
+        ("unknown_type", "u1"),
+    ]
     assert alice.answer_to("other") is None and pong.type == "pong"
     # cancel a stalled turn, then history get and reset
     turn_task = asyncio.create_task(alice.chat(script(stall=True)))
@@ -128,8 +143,9 @@ async def test_long_reply_arrives_in_chunks(worker: Proc, connect: Connect, room
     assert_wire_invariants(alice)
 
 
-async def test_big_client_message_is_sent_in_chunks(worker: Proc, connect: Connect,
-                                                   room: str) -> None:
+async def test_big_client_message_is_sent_in_chunks(
+    worker: Proc, connect: Connect, room: str
+) -> None:
     alice = await connect("alice", room)
     result = await alice.chat(script(say="ok"), metadata={"blob": "x" * 40000})
     assert result.reply == "ok"
@@ -138,7 +154,7 @@ async def test_big_client_message_is_sent_in_chunks(worker: Proc, connect: Conne
 async def test_leaving_mid_turn_releases_state(worker: Proc, connect: Connect, room: str) -> None:
     alice = await connect("alice", room)
     await alice.chat("remember me")
-    asyncio.create_task(alice.send({"type": "chat.message", "text": script(stall=True)}))
+    await alice.send({"type": "chat.message", "text": script(stall=True)})
     await alice.wait_for(lambda ms: ms[-1].type == "turn.delta")
     await alice.disconnect()
     again = await connect("alice", room)
@@ -146,8 +162,9 @@ async def test_leaving_mid_turn_releases_state(worker: Proc, connect: Connect, r
     assert isinstance(page, HistoryPage) and page.items == []
 
 
-async def test_worker_shutdown_ends_turns_cleanly(lk: DevServer, llm_url: str, connect: Connect,
-                                                  room: str) -> None:
+async def test_worker_shutdown_ends_turns_cleanly(
+    lk: DevServer, llm_url: str, connect: Connect, room: str
+) -> None:
     proc = start_worker(lk, llm_url, agent_name="shutdown-bot")
     client = await connect("erin", room, agent_name="shutdown-bot", dispatch_name="shutdown-bot")
     turn = asyncio.create_task(client.chat(script(stall=True)))
@@ -159,3 +176,28 @@ async def test_worker_shutdown_ends_turns_cleanly(lk: DevServer, llm_url: str, c
     log = proc.text()
     assert code == 0, log[-2000:]
     assert "Traceback" not in log and " ERROR " not in log, log[-3000:]
+
+
+def _chat_cli(lk: DevServer, room: str, text: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "LIVEKIT_"))}
+    env.update(LIVEKIT_URL=lk.url, LIVEKIT_API_KEY=lk.api_key, LIVEKIT_API_SECRET=lk.api_secret)
+    return subprocess.run(
+        [sys.executable, "-m", "bot", "chat", "--room", room, "--identity", "cli", "--send", text],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        cwd=ROOT,
+    )
+
+
+async def test_terminal_chat_send_is_scriptable(worker: Proc, lk: DevServer, room: str) -> None:
+    ok = await asyncio.to_thread(
+        _chat_cli, lk, room, script(tool="echo", args={"text": "hi"}, then="echoed")
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.strip() == "echoed"
+    assert "[tool echo" in ok.stderr
+    failed = await asyncio.to_thread(_chat_cli, lk, room + "-b", script(status=503))
+    assert failed.returncode == 1
+    assert "turn failed" in failed.stderr

@@ -1,0 +1,38 @@
+# lkbot: the two commands that matter are `make run` and `make test`.
+PY := .venv/bin/python
+
+.PHONY: help setup run chat test test-fast lint format schema clean
+
+help:  ## this list
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup:  ## create .venv, install the bot and dev tools, build livekit-server
+	@scripts/setup.sh
+	@scripts/install-livekit-server.sh
+
+run: setup  ## start a local livekit-server and the bot (echo model unless an LLM is set)
+	$(PY) -m bot up
+
+chat: setup  ## chat with the bot started by `make run` (room "demo")
+	$(PY) -m bot chat --room demo --identity $${USER:-me}
+
+lint: setup  ## ruff format check, ruff lint, mypy strict
+	$(PY) -m ruff format --check bot tests
+	$(PY) -m ruff check bot tests
+	$(PY) -m mypy
+
+test: lint  ## every check and every test: unit and end-to-end (real livekit-server)
+	$(PY) -m pytest
+
+test-fast: setup  ## unit tests only (no livekit-server)
+	$(PY) -m pytest -m "not e2e"
+
+format: setup  ## apply ruff formatting and fixes
+	$(PY) -m ruff format bot tests
+	$(PY) -m ruff check --fix bot tests
+
+schema: setup  ## regenerate docs/protocol.schema.json from the models
+	$(PY) -m bot schema > docs/protocol.schema.json
+
+clean:  ## remove .venv and .tools
+	rm -rf .venv .tools
