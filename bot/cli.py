@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from .config import ConfigError, Settings, load_settings
+from .logs import setup_logging
 
 DESCRIPTION = """\
 lkbot: a private, multi-user text chat bot for LiveKit rooms.
@@ -24,17 +25,6 @@ each sender privately. Settings come from the environment and `.env` (see README
   python -m bot chat --room demo --identity me
   python -m bot start                    production worker (needs LIVEKIT_* and an LLM)
 """
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # one line per LLM request is noise at INFO; keep its warnings
-    for noisy in ("httpx", "httpx2", "openai"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
 def _livekit_settings() -> Settings:
@@ -68,7 +58,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if dev and args.verbose:
         os.environ["BOT_LOG_LEVEL"] = "DEBUG"
     settings = _check_worker_settings()
-    _setup_logging(settings.log_level)
+    setup_logging(settings.log_level)
     from .worker import serve
 
     asyncio.run(serve(settings, dev=dev, ready_file=args.ready_file))
@@ -77,7 +67,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     settings = load_settings()
-    _setup_logging(settings.log_level)
+    setup_logging(settings.log_level)
     from .devstack import up
 
     asyncio.run(up(args.ready_file))

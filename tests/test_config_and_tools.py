@@ -166,3 +166,19 @@ def test_tool_config_errors(
     monkeypatch.setenv(env, value)
     with pytest.raises(ConfigError, match=named):
         load_tools(load_settings(), lambda: [])
+
+
+def test_disconnect_noise_is_demoted_but_real_errors_stay() -> None:
+    import logging
+
+    from bot.logs import DisconnectNoise
+
+    def record(name: str, msg: str) -> logging.LogRecord:
+        return logging.LogRecord(name, logging.ERROR, __file__, 1, msg, None, None)
+
+    noise = record("livekit", "publisher data channel '_reliable' closed unexpectedly")
+    assert DisconnectNoise().filter(noise) is False and noise.levelno == logging.DEBUG
+    real = record("livekit", "failed to connect: permission denied")
+    assert DisconnectNoise().filter(real) is True and real.levelno == logging.ERROR
+    ours = record("bot", "closed unexpectedly")
+    assert DisconnectNoise().filter(ours) is True and ours.levelno == logging.ERROR
