@@ -6,11 +6,11 @@ PY := .venv/bin/python
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-setup:  ## create .venv, install the bot and dev tools, build livekit-server
+setup:  ## create .venv, install the bot, dev tools and local model; build livekit-server
 	@scripts/setup.sh
 	@scripts/install-livekit-server.sh
 
-run: setup  ## start a local livekit-server and the bot (echo model unless an LLM is set)
+run: setup  ## start a local livekit-server and the bot (local model unless an LLM is set)
 	$(PY) -m bot up
 
 chat: setup  ## chat with the bot started by `make run` (room "demo")

@@ -49,7 +49,12 @@ def _check_worker_settings() -> Settings:
     from .tools import load_tools
 
     load_tools(settings, lambda: [])
-    build_llm(settings)
+    if settings.resolved_llm_mode() == "local":
+        from .local_llm import check_installed
+
+        check_installed(settings.local_model_path)
+    else:
+        build_llm(settings)
     return settings
 
 

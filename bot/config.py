@@ -36,7 +36,12 @@ class Settings(BaseSettings):
     )
     agent_name: str = ""  # empty: automatic dispatch to every new room
 
-    # The LLM (any OpenAI-compatible endpoint).
+    # The LLM: any OpenAI-compatible endpoint, or the offline local model.
+    # auto: the endpoint if OPENAI_API_KEY or OPENAI_BASE_URL is set, else local.
+    llm_mode: Literal["auto", "openai", "local"] = "auto"
+    llm_tools: bool = True  # off for models that cannot call tools (the local one)
+    local_model_path: Path | None = None  # another GGUF file for local mode
+    local_threads: Annotated[int, Field(ge=1)] | None = None
     openai_api_key: str = Field(
         "", validation_alias=AliasChoices("OPENAI_API_KEY", "BOT_OPENAI_API_KEY"), repr=False
     )
@@ -116,6 +121,11 @@ class Settings(BaseSettings):
                 f"{(self.max_packet - 512) // 6} or less"
             )
         return self
+
+    def resolved_llm_mode(self) -> Literal["openai", "local"]:
+        if self.llm_mode != "auto":
+            return self.llm_mode
+        return "openai" if self.openai_api_key or self.openai_base_url else "local"
 
     def system_prompt(self) -> str:
         if self.instructions_file is not None:

@@ -13,10 +13,10 @@ import socket
 import string
 import subprocess
 import tempfile
-import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from .processes import stop_process, wait_http_ok
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_TEMPLATE = ROOT / "config" / "livekit-loopback.yaml"
@@ -61,13 +61,7 @@ class DevServer:
     workdir: Path
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout)
+        stop_process(self.process, timeout)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def log_tail(self, lines: int = 20) -> str:
@@ -102,17 +96,16 @@ def start(*, log_level: str = "warn", timeout: float = 30.0) -> DevServer:
             start_new_session=True,
         )
     server = DevServer(f"ws://127.0.0.1:{port}", api_key, api_secret, process, workdir)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            tail = server.log_tail()
-            server.stop()
-            raise RuntimeError(f"livekit-server exited at start:\n{tail}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1) as resp:
-                if resp.read().strip() == b"OK":
-                    return server
-        except OSError:
-            time.sleep(0.05)
-    server.stop()
-    raise TimeoutError(f"livekit-server did not answer its health check within {timeout}s")
+    try:
+        wait_http_ok(
+            f"http://127.0.0.1:{port}/",
+            process,
+            workdir / "livekit-server.log",
+            what="livekit-server",
+            timeout=timeout,
+            accept=lambda b: b.strip() == b"OK",
+        )
+    except BaseException:
+        server.stop()
+        raise
+    return server

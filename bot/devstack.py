@@ -1,7 +1,7 @@
 """`python -m bot up`: everything needed for a first conversation on this machine.
 
-With no LIVEKIT_URL, a loopback livekit-server is started; with no LLM endpoint,
-the scripted echo model stands in (labelled as such). Connection details for
+With no LIVEKIT_URL, a loopback livekit-server is started; with no LLM endpoint, the
+offline local model answers (see local_llm). Connection details for
 `python -m bot chat` and `token` are written to .tools/dev.env.
 """
 
@@ -13,7 +13,6 @@ import os
 from pathlib import Path
 
 from . import devserver
-from .testing.llm_server import ScriptedLLMServer
 
 log = logging.getLogger("bot")
 DEV_ENV = devserver.ROOT / ".tools" / "dev.env"
@@ -42,10 +41,14 @@ async def up(ready_file: Path | None) -> None:
     from .config import load_settings
     from .worker import serve
 
+    settings = load_settings()
+    if settings.resolved_llm_mode() == "local":
+        from .local_llm import check_installed
+
+        check_installed(settings.local_model_path)  # before starting anything else
     server: devserver.DevServer | None = None
-    echo: ScriptedLLMServer | None = None
     try:
-        if not os.environ.get("LIVEKIT_URL") and not load_settings().livekit_url:
+        if not settings.livekit_url:
             log.info("no LIVEKIT_URL: starting a local livekit-server on 127.0.0.1")
             server = await asyncio.to_thread(devserver.start)
             os.environ.update(
@@ -54,24 +57,13 @@ async def up(ready_file: Path | None) -> None:
                 LIVEKIT_API_SECRET=server.api_secret,
             )
             _write_dev_env(server)
-        settings = load_settings()
-        if not settings.openai_api_key and not settings.openai_base_url:
-            echo = ScriptedLLMServer()
-            await echo.start()
-            os.environ.update(OPENAI_BASE_URL=echo.base_url, BOT_MODEL="echo")
-            log.warning(
-                "no LLM configured: replies come from the built-in ECHO model. "
-                "Set OPENAI_API_KEY (and OPENAI_BASE_URL/BOT_MODEL) for real answers."
-            )
             settings = load_settings()
         log.info(
-            "chat with it from another terminal:  python -m bot chat --room demo "
-            "--identity me   (or `make chat`)"
+            "chat with it from another terminal:  make chat   (or: .venv/bin/python -m bot "
+            "chat --room demo --identity me)"
         )
         await serve(settings, dev=True, ready_file=ready_file)
     finally:
-        if echo is not None:
-            await echo.stop()
         if server is not None:
             server.stop()
             DEV_ENV.unlink(missing_ok=True)

@@ -14,8 +14,8 @@ def build_llm(settings: Settings) -> openai.LLM:
         key = "not-needed"  # local OpenAI-compatible servers accept any key
     if not key:
         raise ConfigError(
-            "OPENAI_API_KEY: not set. Set it (and optionally OPENAI_BASE_URL and BOT_MODEL) "
-            "in the environment or in .env"
+            "OPENAI_API_KEY: not set (BOT_LLM_MODE=openai). Set it, and optionally "
+            "OPENAI_BASE_URL and BOT_MODEL, or use BOT_LLM_MODE=auto for the local model"
         )
     # The request timeout comes from the engine's APIConnectOptions (BOT_LLM_TIMEOUT);
     # retries are the engine's too, so the HTTP client itself never retries.

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from pathlib import Path
 from typing import Any
 
 from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobExecutorType
 
+from . import local_llm
 from .config import Settings, load_settings
 from .dispatcher import Dispatcher
 from .engine import TurnEngine
 from .llm_factory import build_llm
+from .local_llm import LocalModelServer
 from .room_transport import RoomTransport
 from .tools import load_tools
 
@@ -29,7 +32,8 @@ async def entrypoint(ctx: JobContext) -> None:
     settings = load_settings()
     transport = RoomTransport(ctx.room)
     model = build_llm(settings)
-    engine = TurnEngine(settings, model, load_tools(settings, transport.peers))
+    tools = load_tools(settings, transport.peers) if settings.llm_tools else []
+    engine = TurnEngine(settings, model, tools)
     dispatcher = Dispatcher(settings, transport, engine)
     transport.attach(dispatcher)  # before connect: no packet arrives unseen
     _DISPATCHERS[ctx.job.id] = dispatcher
@@ -73,8 +77,39 @@ def build_server(settings: Settings, *, dev: bool) -> AgentServer:
     return server
 
 
+def _use_local_model(settings: Settings) -> tuple[Settings, LocalModelServer]:
+    """Start the local model and point this process and its jobs at it."""
+    log.info(
+        "no LLM endpoint configured: answering with the local model SmolLM2-135M (offline). "
+        "To use another model set OPENAI_API_KEY, or OPENAI_BASE_URL and BOT_MODEL."
+    )
+    server = local_llm.start(override=settings.local_model_path, threads=settings.local_threads)
+    # Job processes read their settings from the environment: hand them the endpoint.
+    os.environ.update(
+        OPENAI_BASE_URL=server.base_url,
+        OPENAI_API_KEY="local",
+        BOT_MODEL="local",
+        BOT_LLM_MODE="openai",
+        BOT_LLM_TOOLS="false",
+    )
+    if settings.llm_tools:
+        log.info("tools are off: the local model cannot call them")
+    return load_settings(), server
+
+
 async def serve(settings: Settings, *, dev: bool, ready_file: Path | None = None) -> None:
     """Run until SIGINT/SIGTERM, then end every job (each sender gets its turn.end)."""
+    local: LocalModelServer | None = None
+    if settings.resolved_llm_mode() == "local":
+        settings, local = await asyncio.to_thread(_use_local_model, settings)
+    try:
+        await _serve(settings, dev=dev, ready_file=ready_file)
+    finally:
+        if local is not None:
+            local.stop()
+
+
+async def _serve(settings: Settings, *, dev: bool, ready_file: Path | None) -> None:
     server = build_server(settings, dev=dev)
 
     def on_registered(worker_id: str, *_: Any) -> None:

@@ -15,6 +15,23 @@ from .harness import Harness
 MakeBot = Callable[..., Awaitable[Harness]]
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--skip-local-model",
+        action="store_true",
+        help="skip the tests that run the offline local model (CI runs them)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("--skip-local-model"):
+        return
+    skip = pytest.mark.skip(reason="--skip-local-model")
+    for item in items:
+        if "local_model" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     # Tests never read the developer's .env or real keys.

@@ -82,7 +82,12 @@ def test_cli_requires_livekit_and_llm_settings(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert run.returncode == 2 and "LIVEKIT_URL" in run.stderr
-    env.update(LIVEKIT_URL="ws://127.0.0.1:1", LIVEKIT_API_KEY="k", LIVEKIT_API_SECRET="s")
+    env.update(
+        LIVEKIT_URL="ws://127.0.0.1:1",
+        LIVEKIT_API_KEY="k",
+        LIVEKIT_API_SECRET="s",
+        BOT_LLM_MODE="openai",
+    )
     run = subprocess.run(
         [sys.executable, "-m", "bot", "start"],
         capture_output=True,

@@ -68,8 +68,10 @@ def start_llm_server() -> tuple[Proc, str]:
     return proc, f"http://127.0.0.1:{port}/v1"
 
 
-def start_worker(lk: DevServer, llm_url: str, **settings: str) -> Proc:
-    """`python -m bot start`, as users run it, until it has registered with LiveKit."""
+def start_worker(lk: DevServer, llm_url: str | None, **settings: str) -> Proc:
+    """`python -m bot start`, as users run it, until it has registered with LiveKit.
+
+    With no `llm_url`, no LLM endpoint is configured: the local model answers."""
     ready = Path(tempfile.mkdtemp(prefix="lkbot-ready-")) / "ready"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "OPENAI_"))}
     env.update(
@@ -85,7 +87,9 @@ def start_worker(lk: DevServer, llm_url: str, **settings: str) -> Proc:
         BOT_LLM_RETRIES="0",
         PYTHONPATH=str(ROOT),
     )
+    if llm_url is not None:
+        env.update(OPENAI_BASE_URL=llm_url, BOT_MODEL="scripted")
     env.update({f"BOT_{k.upper()}": v for k, v in settings.items()})
     proc = _spawn([sys.executable, "-m", "bot", "start", "--ready-file", str(ready)], env, "worker")
-    _wait(ready.exists, "worker", proc.process, proc.log, 60)
+    _wait(ready.exists, "worker", proc.process, proc.log, 120)
     return proc
