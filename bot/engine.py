@@ -76,7 +76,7 @@ class TurnEngine:
 
     async def run(self, turn: Turn, emit: TurnEmitter, history: History) -> None:
         """Run a started turn to its `turn.end`; never raises, also when cancelled."""
-        usage = Usage()
+        usage: Usage | None = None  # only what the endpoint reports
         text_parts: list[str] = []
         coalescer = DeltaCoalescer(
             emit,
@@ -128,8 +128,8 @@ class TurnEngine:
         emit: TurnEmitter,
         coalescer: DeltaCoalescer,
         text_parts: list[str],
-        usage: Usage,
-    ) -> tuple[list[llm.FunctionToolCall], Usage]:
+        usage: Usage | None,
+    ) -> tuple[list[llm.FunctionToolCall], Usage | None]:
         calls: list[llm.FunctionToolCall] = []
         had_text = bool(text_parts)
         step_started = False
@@ -138,10 +138,11 @@ class TurnEngine:
         ) as stream:
             async for chunk in stream:
                 if chunk.usage is not None:
+                    before = usage or Usage()
                     usage = Usage(
-                        prompt_tokens=usage.prompt_tokens + chunk.usage.prompt_tokens,
-                        completion_tokens=usage.completion_tokens + chunk.usage.completion_tokens,
-                        total_tokens=usage.total_tokens + chunk.usage.total_tokens,
+                        prompt_tokens=before.prompt_tokens + chunk.usage.prompt_tokens,
+                        completion_tokens=before.completion_tokens + chunk.usage.completion_tokens,
+                        total_tokens=before.total_tokens + chunk.usage.total_tokens,
                     )
                 if chunk.delta is None:
                     continue

@@ -49,6 +49,12 @@ async def test_turn_streams_and_ends_completed(bot: Harness) -> None:
     assert_seq(msgs)
 
 
+async def test_usage_is_reported_only_when_the_endpoint_gives_it(bot: Harness) -> None:
+    bot.send("alice", chat(script(say="no counts", usage=False), id="m1"))
+    end = (await bot.turn_ends("alice"))[-1]
+    assert isinstance(end, TurnEnd) and end.status == "completed" and end.usage is None
+
+
 async def test_deltas_are_coalesced_but_still_add_up(make_bot: MakeBot) -> None:
     bot = await make_bot(delta_interval_ms=1000, delta_max_chars=16)
     bot.send("alice", chat(script(say="word " * 40, chunk=1), id="m1"))

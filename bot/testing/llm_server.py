@@ -123,7 +123,7 @@ async def _stream(
         await _send(resp, _chunk(cid, model, delta, None))
     finish = "tool_calls" if plan.calls else "stop"
     await _send(resp, _chunk(cid, model, {}, finish))
-    if (body.get("stream_options") or {}).get("include_usage"):
+    if plan.usage and (body.get("stream_options") or {}).get("include_usage"):
         prompt = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
         completion = len(pieces) + len(plan.calls)
         usage = {

@@ -12,6 +12,7 @@ A user message that starts with `!` followed by a JSON object is a script:
     !{"long": 40000}                        a reply of this many characters
     !{"tokens": 100, "ttft_ms": 300, "tps": 50}   a timed profile (benchmarks)
     !{"chunk": 5}                           characters per streamed chunk
+    !{"usage": false}                       no token usage in the stream
 
 Anything else is echoed: "You said: <text>". Server-wide defaults (a timed profile
 for every request) come from the server's options.
@@ -55,6 +56,7 @@ class Plan:
     ttft: float = 0.0
     tps: float = 0.0
     chunk_chars: int = 0
+    usage: bool = True
 
 
 def _text_of(message: dict[str, Any]) -> str:
@@ -94,6 +96,7 @@ def plan_for(messages: list[dict[str, Any]], defaults: dict[str, Any]) -> Plan:
         ttft=float(opts.get("ttft_ms", 0)) / 1000,
         tps=float(opts.get("tps", 0)),
         chunk_chars=int(opts.get("chunk", 0)),
+        usage=bool(opts.get("usage", True)),
     )
     steps: list[list[ToolCall]] = []
     if "tool" in opts:

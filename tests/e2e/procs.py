@@ -78,8 +78,6 @@ def start_worker(lk: DevServer, llm_url: str | None, **settings: str) -> Proc:
         LIVEKIT_URL=lk.url,
         LIVEKIT_API_KEY=lk.api_key,
         LIVEKIT_API_SECRET=lk.api_secret,
-        OPENAI_BASE_URL=llm_url,
-        BOT_MODEL="scripted",
         BOT_HTTP_PORT="0",
         BOT_TOOLS_MODULE="tests.tools_fixture",
         BOT_LLM_TIMEOUT="3",

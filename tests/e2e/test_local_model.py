@@ -24,7 +24,6 @@ async def test_local_model_answers_with_no_keys(lk: DevServer, connect: Connect,
         assert isinstance(end, TurnEnd) and end.status == "completed", end
         deltas = "".join(e.text for e in result.events if e.type == "turn.delta")  # type: ignore[union-attr]
         assert result.reply and result.reply.strip() and deltas == result.reply
-        assert end.usage is not None and end.usage.completion_tokens > 0
         log = worker.text()
         assert "local model SmolLM2-135M" in log and "tools are off" in log
     finally:
