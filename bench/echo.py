@@ -1,0 +1,66 @@
+"""The transport floor: a participant that sends each packet straight back to its sender.
+
+`python -m bench.echo --rooms r1,r2,...` (LIVEKIT_* from the environment); writes
+`ready` to stdout once it is in every room.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+
+from livekit import rtc
+
+from bot.config import Settings
+from bot.tokens import mint_token
+
+from .load import ECHO_IDENTITY
+
+
+async def join(name: str, tasks: set[asyncio.Task[None]]) -> rtc.Room:
+    room = rtc.Room()
+
+    def on_data(packet: rtc.DataPacket) -> None:
+        if packet.participant is None:
+            return
+        task = asyncio.create_task(
+            room.local_participant.publish_data(
+                packet.data,
+                reliable=True,
+                topic=packet.topic or "",
+                destination_identities=[packet.participant.identity],
+            )
+        )
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    room.on("data_received", on_data)
+    settings = Settings(
+        livekit_url=os.environ["LIVEKIT_URL"],
+        livekit_api_key=os.environ["LIVEKIT_API_KEY"],
+        livekit_api_secret=os.environ["LIVEKIT_API_SECRET"],
+    )
+    await room.connect(
+        settings.livekit_url, mint_token(settings, room=name, identity=ECHO_IDENTITY)
+    )
+    await room.local_participant.set_attributes({"echo": "1"})
+    return room
+
+
+async def main(rooms: list[str]) -> None:
+    tasks: set[asyncio.Task[None]] = set()
+    joined = await asyncio.gather(*(join(r, tasks) for r in rooms))
+    print("ready", flush=True)
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await asyncio.gather(*(r.disconnect() for r in joined), return_exceptions=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rooms", required=True)
+    asyncio.run(main(parser.parse_args().rooms.split(",")))

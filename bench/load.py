@@ -1,0 +1,216 @@
+"""One load process: its share of simulated users, each in its own room, closed loop.
+
+`python -m bench.load --system ours|peer|echo --rooms r1,r2 --plan '[{"profile": "instant",
+"text": "...", "turns": 10}]'` (LIVEKIT_* from the environment). Each user connects, warms
+up with one unrecorded turn, then runs the plan's profiles in order. Prints one JSON
+object per line: a record per measured turn (ms from sending; `at`/`until` wall clock).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import time
+from typing import Any, Protocol
+
+from livekit import rtc
+
+from bot.client import BotClient
+from bot.config import Settings
+from bot.protocol.server import ServerMessage
+from bot.tokens import mint_token
+
+ECHO_IDENTITY = "echo"
+Marks = dict[str, float]
+
+
+def _token(room: str, identity: str, agent: str = "") -> str:
+    settings = Settings(
+        livekit_url=os.environ["LIVEKIT_URL"],
+        livekit_api_key=os.environ["LIVEKIT_API_KEY"],
+        livekit_api_secret=os.environ["LIVEKIT_API_SECRET"],
+        agent_name=agent,
+    )
+    return mint_token(settings, room=room, identity=identity)
+
+
+class User(Protocol):
+    async def connect(self, room: str, identity: str, agent: str) -> None: ...
+    async def turn(self, text: str) -> Marks: ...  # perf_counter marks; "end" always set
+    async def close(self) -> None: ...
+
+
+class OursUser:
+    """Our protocol: ack, turn.start, first turn.delta, turn.end."""
+
+    KEYS = {
+        "ack": "ack",
+        "error": "ack",
+        "turn.start": "start",
+        "turn.delta": "first",
+        "turn.end": "end",
+    }
+
+    def __init__(self) -> None:
+        self.client = BotClient()
+        self.marks: Marks = {}
+        self.current = ""
+        self.client.on_message = self._on_message
+
+    async def connect(self, room: str, identity: str, agent: str) -> None:
+        self.client.agent_name = agent
+        await self.client.connect(os.environ["LIVEKIT_URL"], _token(room, identity, agent))
+
+    def _on_message(self, m: ServerMessage) -> None:
+        key = self.KEYS.get(m.type)
+        if key is None or key in self.marks or getattr(m, "reply_to", None) != self.current:
+            return
+        self.marks[key] = time.perf_counter()
+        if m.type == "turn.end":
+            self.marks["ok"] = float(m.status == "completed")  # type: ignore[union-attr]
+        elif m.type == "error":
+            self.marks["end"], self.marks["ok"] = self.marks["ack"], 0.0
+
+    async def turn(self, text: str) -> Marks:
+        self.marks = {}
+        self.current = await self.client.send({"type": "chat.message", "text": text})
+        await self.client.wait_for(lambda _: "end" in self.marks, 120)
+        return self.marks
+
+    async def close(self) -> None:
+        await self.client.disconnect()
+
+
+class PeerUser:
+    """AgentSession text mode: `lk.chat` in, `lk.transcription` streams out."""
+
+    def __init__(self) -> None:
+        self.room = rtc.Room()
+        self.streams: asyncio.Queue[Marks] = asyncio.Queue()
+        self.readers: set[asyncio.Task[None]] = set()
+        self.room.register_text_stream_handler("lk.transcription", self._on_stream)
+
+    def _on_stream(self, reader: rtc.TextStreamReader, identity: str) -> None:
+        async def read() -> None:
+            first = None
+            async for _chunk in reader:
+                first = first or time.perf_counter()
+            end = time.perf_counter()
+            self.streams.put_nowait({"first": first or end, "end": end, "ok": 1.0})
+
+        task = asyncio.create_task(read())
+        self.readers.add(task)
+        task.add_done_callback(self.readers.discard)
+
+    async def connect(self, room: str, identity: str, agent: str) -> None:
+        await self.room.connect(os.environ["LIVEKIT_URL"], _token(room, identity, agent))
+        await self.room.local_participant.set_attributes({"bench": "1"})
+        while not any(
+            p.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
+            for p in self.room.remote_participants.values()
+        ):
+            await asyncio.sleep(0.02)
+
+    async def turn(self, text: str) -> Marks:
+        await self.room.local_participant.send_text(text, topic="lk.chat")
+        return await asyncio.wait_for(self.streams.get(), 120)
+
+    async def close(self) -> None:
+        await self.room.disconnect()
+
+
+class EchoUser:
+    """The floor: a packet to the echo participant and back."""
+
+    def __init__(self) -> None:
+        self.room = rtc.Room()
+        self.back: asyncio.Queue[float] = asyncio.Queue()
+        self.room.on("data_received", lambda p: self.back.put_nowait(time.perf_counter()))
+
+    async def connect(self, room: str, identity: str, agent: str) -> None:
+        await self.room.connect(os.environ["LIVEKIT_URL"], _token(room, identity))
+        await self.room.local_participant.set_attributes({"bench": "1"})
+        while ECHO_IDENTITY not in {p.identity for p in self.room.remote_participants.values()}:
+            await asyncio.sleep(0.02)
+
+    async def turn(self, text: str) -> Marks:
+        payload = json.dumps({"v": 1, "type": "chat.message", "id": "x" * 12, "text": text})
+        await self.room.local_participant.publish_data(
+            payload, reliable=True, topic="echo", destination_identities=[ECHO_IDENTITY]
+        )
+        t = await asyncio.wait_for(self.back.get(), 30)
+        return {"ack": t, "first": t, "end": t, "ok": 1.0}
+
+    async def close(self) -> None:
+        await self.room.disconnect()
+
+
+SYSTEMS: dict[str, type[OursUser] | type[PeerUser] | type[EchoUser]] = {
+    "ours": OursUser,
+    "peer": PeerUser,
+    "echo": EchoUser,
+}
+
+
+async def run_user(
+    system: str, room: str, plan: list[dict[str, Any]], agent: str, barrier: asyncio.Barrier
+) -> list[dict[str, Any]]:
+    user = SYSTEMS[system]()
+    failed: BaseException | None = None
+    try:
+        await asyncio.wait_for(user.connect(room, f"user-{room}", agent), 120)
+        await user.turn(plan[0]["text"])  # warm-up, not recorded
+    except Exception as e:
+        failed = e
+    await barrier.wait()  # measured turns start when every user is connected and warm
+    if failed is not None:
+        raise failed
+    records = []
+    for step in plan:
+        for _ in range(step["turns"]):
+            t0, wall = time.perf_counter(), time.time()
+            marks = await user.turn(step["text"])
+            ms = {
+                k: round((marks[k] - t0) * 1000, 3)
+                for k in ("ack", "start", "first", "end")
+                if k in marks
+            }
+            records.append(
+                {
+                    "profile": step["profile"],
+                    "room": room,
+                    **ms,
+                    "ok": bool(marks.get("ok")),
+                    "at": wall,
+                    "until": wall + ms["end"] / 1000,
+                }
+            )
+    await user.close()
+    return records
+
+
+async def main(args: argparse.Namespace) -> None:
+    rooms, plan = args.rooms.split(","), json.loads(args.plan)
+    barrier = asyncio.Barrier(len(rooms))
+    users = [
+        asyncio.create_task(run_user(args.system, r, plan, args.agent, barrier)) for r in rooms
+    ]
+    for room, result in zip(
+        rooms, await asyncio.gather(*users, return_exceptions=True), strict=True
+    ):
+        if isinstance(result, BaseException):
+            print(json.dumps({"room": room, "error": repr(result)}), flush=True)
+        else:
+            for rec in result:
+                print(json.dumps(rec), flush=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--system", choices=sorted(SYSTEMS), required=True)
+    parser.add_argument("--rooms", required=True)
+    parser.add_argument("--plan", required=True, help="JSON list of {profile, text, turns}")
+    parser.add_argument("--agent", default="")
+    asyncio.run(main(parser.parse_args()))

@@ -1,0 +1,167 @@
+"""The processes a benchmark runs: server, scripted LLM, the two workers, the echo floor."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from bot import devserver
+from bot.processes import stop_process
+
+ROOT = devserver.ROOT
+OURS_AGENT = "lkbot-bench"
+PEER_AGENT = "agents-peer"
+
+
+def _wait_file(path: Path, proc: subprocess.Popen[bytes], what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start (exit code {proc.poll()})")
+        time.sleep(0.05)
+
+
+@dataclass
+class Stack:
+    lk: devserver.DevServer
+    llm_url: str
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    logdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="lkbot-bench-")))
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "OPENAI_"))}
+        env.update(
+            LIVEKIT_URL=self.lk.url,
+            LIVEKIT_API_KEY=self.lk.api_key,
+            LIVEKIT_API_SECRET=self.lk.api_secret,
+            PYTHONPATH=str(ROOT),
+            **extra,
+        )
+        return env
+
+    def spawn(self, args: list[str], name: str, **env: str) -> subprocess.Popen[bytes]:
+        log = (self.logdir / f"{name}.log").open("wb")
+        proc = subprocess.Popen(
+            [sys.executable, *args],
+            env=self.env(**env),
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def start_workers(self) -> None:
+        common = {
+            "OPENAI_BASE_URL": self.llm_url,
+            "BOT_LOAD_THRESHOLD": "0.99",
+            "BOT_LOG_LEVEL": "WARNING",
+        }
+        ready = self.logdir / "ours.ready"
+        ours = self.spawn(
+            ["-m", "bot", "start", "--ready-file", str(ready)],
+            "ours",
+            BOT_AGENT_NAME=OURS_AGENT,
+            BOT_MODEL="scripted",
+            BOT_HTTP_PORT="0",
+            **common,
+        )
+        _wait_file(ready, ours, "our worker", 120)
+        ready = self.logdir / "peer.ready"
+        peer = self.spawn(
+            ["-m", "bench.peer_agent"],
+            "peer",
+            PEER_AGENT_NAME=PEER_AGENT,
+            PEER_READY_FILE=str(ready),
+            **common,
+        )
+        _wait_file(ready, peer, "the AgentSession peer", 120)
+        self.workers = {"ours": ours, "peer": peer}
+
+    def start_echo(self, rooms: list[str]) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.echo", "--rooms", ",".join(rooms)],
+            env=self.env(),
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != b"ready":
+            raise RuntimeError("the echo participant did not join")
+        return proc
+
+    def close(self) -> None:
+        for proc in reversed(self.procs):
+            stop_process(proc, 20)
+        self.lk.stop()
+
+
+def start_stack() -> Stack:
+    lk = devserver.start()
+    port = devserver.free_port()
+    stack = Stack(lk=lk, llm_url=f"http://127.0.0.1:{port}/v1")
+    llm = stack.spawn(["-m", "bot.testing.llm_server", "--port", str(port)], "llm")
+    deadline = time.monotonic() + 30
+    while "scripted LLM server on" not in (stack.logdir / "llm.log").read_text():
+        if llm.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("the scripted LLM server did not start")
+        time.sleep(0.05)
+    stack.start_workers()
+    return stack
+
+
+class TreeSampler:
+    """Samples CPU seconds and RSS of a process and its children, in the background."""
+
+    def __init__(self, pid: int, interval: float = 0.2) -> None:
+        self._root = psutil.Process(pid)
+        self._interval = interval
+        self.samples: list[tuple[float, float, int]] = []  # (time.time, cpu s, rss bytes)
+        self._cpu_of: dict[int, float] = {}  # last CPU seen per pid, kept after exit
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        rss = 0
+        for proc in [self._root, *self._root.children(recursive=True)]:
+            try:
+                t = proc.cpu_times()
+                self._cpu_of[proc.pid] = t.user + t.system
+                rss += proc.memory_info().rss
+            except psutil.Error:
+                continue
+        self.samples.append((time.time(), sum(self._cpu_of.values()), rss))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._sample()
+
+    def cpu_between(self, t0: float, t1: float) -> float:
+        before = [s for s in self.samples if s[0] <= t0]
+        after = [s for s in self.samples if s[0] >= t1]
+        if not before or not after:
+            return float("nan")
+        return after[0][1] - before[-1][1]
+
+    def rss_max_between(self, t0: float, t1: float) -> int:
+        inside = [s[2] for s in self.samples if t0 <= s[0] <= t1]
+        return max(inside) if inside else 0
+
+    def rss_now(self) -> int:
+        self._sample()
+        return self.samples[-1][2]
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
