@@ -1,7 +1,7 @@
 # lkbot: the two commands that matter are `make run` and `make test`.
 PY := .venv/bin/python
 
-.PHONY: help setup run chat test test-fast lint format schema clean
+.PHONY: help setup run chat test test-fast lint format schema bench bench-quick clean
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -17,8 +17,8 @@ chat: setup  ## chat with the bot started by `make run` (room "demo")
 	$(PY) -m bot chat --room demo --identity $${USER:-me}
 
 lint: setup  ## ruff format check, ruff lint, mypy strict
-	$(PY) -m ruff format --check bot tests
-	$(PY) -m ruff check bot tests
+	$(PY) -m ruff format --check bot tests bench
+	$(PY) -m ruff check bot tests bench
 	$(PY) -m mypy
 
 test: lint  ## every check and every test: unit and end-to-end (real livekit-server)
@@ -27,9 +27,15 @@ test: lint  ## every check and every test: unit and end-to-end (real livekit-ser
 test-fast: setup  ## unit tests only (no livekit-server)
 	$(PY) -m pytest -m "not e2e"
 
+bench: setup  ## benchmarks over a real server (~10 min); publishes docs/performance.md
+	$(PY) -m bench --publish
+
+bench-quick: setup  ## a small benchmark smoke run (~1 min)
+	$(PY) -m bench --quick
+
 format: setup  ## apply ruff formatting and fixes
-	$(PY) -m ruff format bot tests
-	$(PY) -m ruff check --fix bot tests
+	$(PY) -m ruff format bot tests bench
+	$(PY) -m ruff check --fix bot tests bench
 
 schema: setup  ## regenerate docs/protocol.schema.json from the models
 	$(PY) -m bot schema > docs/protocol.schema.json

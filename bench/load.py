@@ -13,7 +13,8 @@ import asyncio
 import json
 import os
 import time
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, ClassVar, Protocol
 
 from livekit import rtc
 
@@ -36,6 +37,19 @@ def _token(room: str, identity: str, agent: str = "") -> str:
     return mint_token(settings, room=room, identity=identity)
 
 
+async def _until_participant(
+    room: rtc.Room, match: Callable[[rtc.RemoteParticipant], bool]
+) -> None:
+    joined = asyncio.Event()
+    handler = room.on("participant_connected", lambda _p: joined.set())
+    try:
+        while not any(match(p) for p in room.remote_participants.values()):
+            joined.clear()
+            await joined.wait()
+    finally:
+        room.off("participant_connected", handler)
+
+
 class User(Protocol):
     async def connect(self, room: str, identity: str, agent: str) -> None: ...
     async def turn(self, text: str) -> Marks: ...  # perf_counter marks; "end" always set
@@ -45,7 +59,7 @@ class User(Protocol):
 class OursUser:
     """Our protocol: ack, turn.start, first turn.delta, turn.end."""
 
-    KEYS = {
+    KEYS: ClassVar[dict[str, str]] = {
         "ack": "ack",
         "error": "ack",
         "turn.start": "start",
@@ -69,7 +83,7 @@ class OursUser:
             return
         self.marks[key] = time.perf_counter()
         if m.type == "turn.end":
-            self.marks["ok"] = float(m.status == "completed")  # type: ignore[union-attr]
+            self.marks["ok"] = float(m.status == "completed")
         elif m.type == "error":
             self.marks["end"], self.marks["ok"] = self.marks["ack"], 0.0
 
@@ -107,11 +121,9 @@ class PeerUser:
     async def connect(self, room: str, identity: str, agent: str) -> None:
         await self.room.connect(os.environ["LIVEKIT_URL"], _token(room, identity, agent))
         await self.room.local_participant.set_attributes({"bench": "1"})
-        while not any(
-            p.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
-            for p in self.room.remote_participants.values()
-        ):
-            await asyncio.sleep(0.02)
+        await _until_participant(
+            self.room, lambda p: p.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
+        )
 
     async def turn(self, text: str) -> Marks:
         await self.room.local_participant.send_text(text, topic="lk.chat")
@@ -132,8 +144,7 @@ class EchoUser:
     async def connect(self, room: str, identity: str, agent: str) -> None:
         await self.room.connect(os.environ["LIVEKIT_URL"], _token(room, identity))
         await self.room.local_participant.set_attributes({"bench": "1"})
-        while ECHO_IDENTITY not in {p.identity for p in self.room.remote_participants.values()}:
-            await asyncio.sleep(0.02)
+        await _until_participant(self.room, lambda p: p.identity == ECHO_IDENTITY)
 
     async def turn(self, text: str) -> Marks:
         payload = json.dumps({"v": 1, "type": "chat.message", "id": "x" * 12, "text": text})
@@ -172,7 +183,7 @@ async def run_user(
         for _ in range(step["turns"]):
             t0, wall = time.perf_counter(), time.time()
             marks = await user.turn(step["text"])
-            ms = {
+            ms: dict[str, float] = {
                 k: round((marks[k] - t0) * 1000, 3)
                 for k in ("ack", "start", "first", "end")
                 if k in marks

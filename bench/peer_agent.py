@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from pathlib import Path
 
 from livekit.agents import Agent, AgentServer, AgentSession, JobContext, room_io
 from livekit.plugins import openai
@@ -19,7 +20,7 @@ log = logging.getLogger("peer")
 
 
 async def entrypoint(ctx: JobContext) -> None:
-    session: AgentSession = AgentSession(
+    session: AgentSession[None] = AgentSession(
         llm=openai.LLM(
             model="scripted", base_url=os.environ["OPENAI_BASE_URL"], api_key="x", max_retries=0
         ),
@@ -46,7 +47,7 @@ async def main() -> None:
     server.rtc_session(entrypoint, agent_name=os.environ.get("PEER_AGENT_NAME", "agents-peer"))
     ready = os.environ.get("PEER_READY_FILE")
     if ready:
-        server.on("worker_registered", lambda worker_id, *_: open(ready, "w").write(worker_id))
+        server.on("worker_registered", lambda worker_id, *_: Path(ready).write_text(worker_id))
     run = asyncio.create_task(server.run())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -50,7 +50,7 @@ def summarize(
     errors: int,
     users: int,
     sampler: TreeSampler | None,
-    baseline_rss: int,
+    baseline_mem: int,
 ) -> dict[str, Any]:
     ok = [r for r in records if r["ok"]]
     row: dict[str, Any] = {
@@ -67,8 +67,8 @@ def summarize(
         row["turns_per_s"] = len(ok) / max(t1 - t0, 1e-9)
         if sampler is not None:
             row["cpu_ms_per_turn"] = sampler.cpu_between(t0, t1) / len(ok) * 1000
-            rss = sampler.rss_max_between(t0, t1)
-            row["rss_mb_per_session"] = max(rss - baseline_rss, 0) / users / 2**20
+            mem = sampler.mem_max_between(t0, t1)
+            row["pss_mb_per_session"] = max(mem - baseline_mem, 0) / users / 2**20
     return row
 
 
@@ -147,7 +147,7 @@ def sweep(
             for system, agent in (("ours", OURS_AGENT), ("peer", PEER_AGENT)):
                 progress(f"{system}, {users} users")
                 sampler = samplers[system]
-                baseline = sampler.rss_now()
+                baseline = sampler.mem_now()
                 rooms = [f"{system}-{users}-{tag}-{i}" for i in range(users)]
                 plan = [
                     {"profile": p, "text": PROFILES[p]["text"], "turns": cfg.turns[p]}

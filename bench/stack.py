@@ -121,27 +121,30 @@ def start_stack() -> Stack:
 
 
 class TreeSampler:
-    """Samples CPU seconds and RSS of a process and its children, in the background."""
+    """Samples CPU seconds and memory of a process and its children, in the background.
+
+    Memory is PSS (proportional set size): job processes forked from one server share
+    most of their pages, which RSS would count once per process."""
 
     def __init__(self, pid: int, interval: float = 0.2) -> None:
         self._root = psutil.Process(pid)
         self._interval = interval
-        self.samples: list[tuple[float, float, int]] = []  # (time.time, cpu s, rss bytes)
+        self.samples: list[tuple[float, float, int]] = []  # (time.time, cpu s, pss bytes)
         self._cpu_of: dict[int, float] = {}  # last CPU seen per pid, kept after exit
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _sample(self) -> None:
-        rss = 0
+        pss = 0
         for proc in [self._root, *self._root.children(recursive=True)]:
             try:
                 t = proc.cpu_times()
                 self._cpu_of[proc.pid] = t.user + t.system
-                rss += proc.memory_info().rss
+                pss += proc.memory_full_info().pss
             except psutil.Error:
                 continue
-        self.samples.append((time.time(), sum(self._cpu_of.values()), rss))
+        self.samples.append((time.time(), sum(self._cpu_of.values()), pss))
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
@@ -154,11 +157,11 @@ class TreeSampler:
             return float("nan")
         return after[0][1] - before[-1][1]
 
-    def rss_max_between(self, t0: float, t1: float) -> int:
+    def mem_max_between(self, t0: float, t1: float) -> int:
         inside = [s[2] for s in self.samples if t0 <= s[0] <= t1]
         return max(inside) if inside else 0
 
-    def rss_now(self) -> int:
+    def mem_now(self) -> int:
         self._sample()
         return self.samples[-1][2]
 

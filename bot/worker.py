@@ -71,7 +71,7 @@ def build_server(settings: Settings, *, dev: bool) -> AgentServer:
         job_executor_type=JobExecutorType(settings.job_executor),
         load_threshold=float("inf") if dev else settings.load_threshold,
         num_idle_processes=1 if dev else 2,
-        log_level=settings.log_level,
+        log_level="WARN" if settings.log_level == "WARNING" else settings.log_level,
     )
     server.rtc_session(entrypoint, agent_name=settings.agent_name, on_session_end=on_session_end)
     return server

