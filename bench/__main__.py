@@ -25,13 +25,18 @@ from .run import PROFILES, Config, sweep
 from .stack import ROOT, start_stack
 
 FULL = Config(
-    users=[1, 5, 20, 50, 100],
+    users=[1, 5, 10, 20, 40],
     turns={"instant": 10, "realistic": 3},
     floor_turns=20,
+    shared_room=[20, 50, 100],
     profile_worker_at=20,
 )
 QUICK = Config(
-    users=[1, 3], turns={"instant": 3, "realistic": 1}, floor_turns=5, profile_worker_at=None
+    users=[1, 3],
+    turns={"instant": 3, "realistic": 1},
+    floor_turns=5,
+    shared_room=[3],
+    profile_worker_at=None,
 )
 
 
@@ -134,7 +139,7 @@ def main() -> int:
     out = args.out or ROOT / "bench" / "results" / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    steps = len(cfg.users) * 3 + 2
+    steps = len(cfg.users) * 3 + len(cfg.shared_room) + 2
     with Progress(
         TextColumn("{task.description:<32}"),
         BarColumn(),
@@ -149,6 +154,9 @@ def main() -> int:
 
             def progress(what: str) -> None:
                 bar.update(task, description=what, advance=1)
+                if not bar.console.is_terminal:  # logs and CI: a plain line per step
+                    elapsed = time.monotonic() - started
+                    print(f"[{elapsed:6.0f}s] {what}", file=sys.stderr, flush=True)
 
             bar.update(task, description="sweep")
             rows = sweep(stack, cfg, progress, profile)

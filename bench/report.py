@@ -69,8 +69,12 @@ def tables(rows: list[Row]) -> str:
             "| ack p50 ms | turns/s | worker CPU ms/turn | RSS MB/session | errors |"
         )
         out.append("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
-        for n in users:
-            for system, label in (("ours", "lkbot"), ("peer", "AgentSession")):
+        for n in sorted({r["users"] for r in rows if r["system"] != "echo"}):
+            for system, label in (
+                ("ours", "lkbot"),
+                ("peer", "AgentSession"),
+                ("ours-shared", "lkbot, one room"),
+            ):
                 r = _get(rows, system, profile, n)
                 if r is None:
                     continue
@@ -163,11 +167,12 @@ def _points(rows: list[Row], system: str, profile: str, users: list[int]) -> lis
 
 def plots(rows: list[Row], outdir: Path) -> list[Path]:
     users = sorted({r["users"] for r in rows})
-    paths = []
+    paths: list[Path] = []
     fig, axes = plt.subplots(1, len(PROFILES), figsize=(6 * len(PROFILES), 4.5), squeeze=False)
     for ax, profile in zip(axes[0], PROFILES, strict=True):
         for system, label, color in (
             ("ours", "lkbot", "tab:blue"),
+            ("ours-shared", "lkbot, one room", "tab:green"),
             ("peer", "AgentSession", "tab:orange"),
             ("echo", "echo floor", "tab:gray"),
         ):
@@ -197,6 +202,7 @@ def plots(rows: list[Row], outdir: Path) -> list[Path]:
     for ax, profile in zip(axes[0], PROFILES, strict=True):
         for system, label, color in (
             ("ours", "lkbot", "tab:blue"),
+            ("ours-shared", "lkbot, one room", "tab:green"),
             ("peer", "AgentSession", "tab:orange"),
         ):
             pts = [(n, r) for n, r in _points(rows, system, profile, users) if r.get("turns_per_s")]

@@ -38,6 +38,7 @@ class Config:
     users: list[int]
     turns: dict[str, int]  # per profile
     floor_turns: int
+    shared_room: list[int]  # lkbot only: this many users in one room (one job process)
     profile_worker_at: int | None = None  # users count at which to run py-spy on our worker
 
 
@@ -47,7 +48,7 @@ def _pct(values: list[float], q: float) -> float:
 
 def summarize(
     records: list[dict[str, Any]],
-    errors: int,
+    errors: list[str],
     users: int,
     sampler: TreeSampler | None,
     baseline_mem: int,
@@ -56,7 +57,8 @@ def summarize(
     row: dict[str, Any] = {
         "users": users,
         "turns": len(ok),
-        "errors": errors + len(records) - len(ok),
+        "errors": len(errors) + len(records) - len(ok),
+        "error_samples": sorted(set(errors))[:3],
     }
     for key in ("ack", "start", "first", "end"):
         vals = [r[key] for r in ok if r.get(key) is not None]
@@ -74,7 +76,7 @@ def summarize(
 
 def run_load(
     stack: Stack, system: str, rooms: list[str], plan: list[dict[str, Any]], agent: str
-) -> tuple[list[dict[str, Any]], int]:
+) -> tuple[list[dict[str, Any]], list[str]]:
     """Spread the users over load processes (two on this 2-core box once there are many)."""
     groups = 1 if len(rooms) <= 10 else 2
     procs = [
@@ -99,13 +101,14 @@ def run_load(
         )
         for i in range(groups)
     ]
-    records, errors = [], 0
+    records: list[dict[str, Any]] = []
+    errors: list[str] = []
     for proc in procs:
         out, _ = proc.communicate(timeout=1800)
         for line in out.decode().splitlines():
             rec = json.loads(line)
             if "error" in rec:
-                errors += 1
+                errors.append(rec["error"])
             else:
                 records.append(rec)
     return records, errors
@@ -187,6 +190,26 @@ def sweep(
                         }
                     )
                 _settle(sampler, idle_children[system])
+        # what only lkbot does: many users in one room, served by one job
+        for users in cfg.shared_room:
+            progress(f"lkbot, {users} users in one room")
+            sampler = samplers["ours"]
+            baseline = sampler.mem_now()
+            rooms = [f"shared-{users}-{secrets.token_hex(2)}"] * users
+            plan = [
+                {"profile": p, "text": PROFILES[p]["text"], "turns": cfg.turns[p]} for p in PROFILES
+            ]
+            recs, errs = run_load(stack, "ours", rooms, plan, OURS_AGENT)
+            for profile in PROFILES:
+                mine = [r for r in recs if r["profile"] == profile]
+                rows.append(
+                    {
+                        "system": "ours-shared",
+                        "profile": profile,
+                        **summarize(mine, errs, users, sampler, baseline),
+                    }
+                )
+            _settle(sampler, idle_children["ours"])
     finally:
         for s in samplers.values():
             s.stop()

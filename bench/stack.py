@@ -63,7 +63,7 @@ class Stack:
     def start_workers(self) -> None:
         common = {
             "OPENAI_BASE_URL": self.llm_url,
-            "BOT_LOAD_THRESHOLD": "0.99",
+            "BOT_LOAD_THRESHOLD": "inf",
             "BOT_LOG_LEVEL": "WARNING",
         }
         ready = self.logdir / "ours.ready"

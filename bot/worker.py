@@ -69,7 +69,13 @@ def build_server(settings: Settings, *, dev: bool) -> AgentServer:
         port=0 if dev else settings.http_port,
         host="127.0.0.1" if dev else "",
         job_executor_type=JobExecutorType(settings.job_executor),
-        load_threshold=float("inf") if dev else settings.load_threshold,
+        # >= 1 turns load shedding off: a text bot is rarely CPU-bound per room, and a
+        # refused dispatch is not retried by the server.
+        load_threshold=float("inf")
+        if dev or settings.load_threshold >= 1
+        else settings.load_threshold,
+        # a burst of new rooms on a small, busy box can take longer than the default 10 s
+        initialize_process_timeout=30.0,
         num_idle_processes=1 if dev else 2,
         log_level="WARN" if settings.log_level == "WARNING" else settings.log_level,
     )

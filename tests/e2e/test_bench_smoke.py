@@ -36,6 +36,8 @@ def test_quick_bench_writes_tables_and_plots(tmp_path: Path) -> None:
         ("ours", "realistic"),
         ("peer", "instant"),
         ("peer", "realistic"),
+        ("ours-shared", "instant"),
+        ("ours-shared", "realistic"),
     }
     assert all(r["turns"] > 0 and r["errors"] == 0 for r in rows)
     report = (tmp_path / "results.md").read_text()
@@ -48,5 +50,6 @@ def test_quick_bench_writes_tables_and_plots(tmp_path: Path) -> None:
         assert heading in report
     table = [line for line in report.splitlines() if line.startswith("| 1 | lkbot |")]
     assert len(table) == 2 and all(line.count("|") == 10 for line in table)
+    assert "| 3 | lkbot, one room |" in report
     for png in ("latency.png", "throughput.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

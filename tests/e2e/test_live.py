@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -201,3 +202,49 @@ async def test_terminal_chat_send_is_scriptable(worker: Proc, lk: DevServer, roo
     failed = await asyncio.to_thread(_chat_cli, lk, room + "-b", script(status=503))
     assert failed.returncode == 1
     assert "turn failed" in failed.stderr
+
+
+async def test_terminal_chat_ctrl_c_cancels_the_reply(
+    worker: Proc, lk: DevServer, room: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "LIVEKIT_"))}
+    env.update(LIVEKIT_URL=lk.url, LIVEKIT_API_KEY=lk.api_key, LIVEKIT_API_SECRET=lk.api_secret)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "chat",
+        "--room",
+        room,
+        "--identity",
+        "tty",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+        cwd=ROOT,
+    )
+    assert proc.stdin and proc.stdout and proc.stderr
+
+    async def read_until(stream: asyncio.StreamReader, needle: bytes) -> bytes:
+        seen = b""
+        while needle not in seen:
+            chunk = await asyncio.wait_for(stream.read(256), 30)
+            assert chunk, f"stream ended before {needle!r}: {seen!r}"
+            seen += chunk
+        return seen
+
+    try:
+        await read_until(proc.stderr, b"connected to")
+        proc.stdin.write(script(stall=True).encode() + b"\n")
+        await read_until(proc.stdout, b"Thinking")  # the stalled reply is streaming
+        proc.send_signal(signal.SIGINT)  # Ctrl-C once: cancel, not quit
+        err = await read_until(proc.stderr, b"[turn cancelled")
+        assert b"cancelling" in err
+        proc.stdin.write(b"/quit\n")
+        await proc.stdin.drain()
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
