@@ -21,7 +21,7 @@ from pathlib import Path
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from . import report
-from .run import PROFILES, Config, sweep
+from .run import PROFILES, Config, py_spy, sweep
 from .stack import ROOT, start_stack
 
 FULL = Config(
@@ -92,7 +92,13 @@ def write_report(
         "growth over the idle worker, divided by the rooms.\n",
         "## Headline\n",
         "Overhead = lkbot's time to first text − the echo round trip − the LLM's scripted "
-        "time to first token (same percentile, same concurrency).\n",
+        "time to first token (same percentile, same concurrency). The percentiles come from "
+        "separate runs, so a tail that was worse for the floor than for lkbot shows as a "
+        "negative p99; at 20+ users the 2-core box is saturated and tails are noisy.\n",
+        "Errors are users whose room never got its agent: at 10–20+ concurrent new rooms "
+        "this single-node livekit-server on 2 busy cores stops assigning some agent jobs "
+        "(the worker logs `assignment for job ... timed out`); it hits both bots alike. "
+        "lkbot can avoid per-room dispatch altogether: see the one-room rows.\n",
         report.headline(rows),
         "![time to first text](latency.png)\n",
         "![turns per second](throughput.png)\n",
@@ -134,7 +140,7 @@ def main() -> int:
     cfg = QUICK if args.quick else FULL
     if args.users:
         cfg.users = [int(u) for u in args.users.split(",")]
-    if shutil.which("py-spy") is None:
+    if not py_spy():
         cfg.profile_worker_at = None
     out = args.out or ROOT / "bench" / "results" / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)

@@ -66,7 +66,7 @@ def tables(rows: list[Row]) -> str:
         out.append(f"\n### Profile `{profile}`: {spec['about']}\n")
         out.append(
             "| users | system | first text p50 / p99 ms | end p50 / p99 ms "
-            "| ack p50 ms | turns/s | worker CPU ms/turn | RSS MB/session | errors |"
+            "| ack p50 ms | turns/s | worker CPU ms/turn | PSS MB/session | errors |"
         )
         out.append("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
         for n in sorted({r["users"] for r in rows if r["system"] != "echo"}):

@@ -42,6 +42,14 @@ class Config:
     profile_worker_at: int | None = None  # users count at which to run py-spy on our worker
 
 
+def py_spy() -> str:
+    """py-spy on PATH, or next to this interpreter (a venv's bin/ is often not on PATH)."""
+    import shutil
+
+    found = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+    return found or ""
+
+
 def _pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else math.nan
 
@@ -160,7 +168,7 @@ def sweep(
                 if system == "ours" and users == cfg.profile_worker_at and profile_out:
                     spy = subprocess.Popen(
                         [
-                            "py-spy",
+                            py_spy(),
                             "record",
                             "--pid",
                             str(stack.workers["ours"].pid),

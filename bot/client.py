@@ -107,15 +107,18 @@ class BotClient:
         return None
 
     async def _wait_agent(self) -> str:
-        joined = asyncio.Event()
-        handler = self.room.on("participant_connected", lambda _p: joined.set())
+        # The agent's attributes (its name among them) may arrive after it joined.
+        changed = asyncio.Event()
+        joined = self.room.on("participant_connected", lambda *_: changed.set())
+        updated = self.room.on("participant_attributes_changed", lambda *_: changed.set())
         try:
             while (agent := self._agent()) is None:
-                joined.clear()
-                await joined.wait()
+                changed.clear()
+                await changed.wait()
             return agent
         finally:
-            self.room.off("participant_connected", handler)
+            self.room.off("participant_connected", joined)
+            self.room.off("participant_attributes_changed", updated)
 
     @property
     def agent(self) -> str:
