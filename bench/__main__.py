@@ -95,10 +95,13 @@ def write_report(
         "time to first token (same percentile, same concurrency). The percentiles come from "
         "separate runs, so a tail that was worse for the floor than for lkbot shows as a "
         "negative p99; at 20+ users the 2-core box is saturated and tails are noisy.\n",
-        "Errors are users whose room never got its agent: at 10–20+ concurrent new rooms "
-        "this single-node livekit-server on 2 busy cores stops assigning some agent jobs "
-        "(the worker logs `assignment for job ... timed out`); it hits both bots alike. "
-        "lkbot can avoid per-room dispatch altogether: see the one-room rows.\n",
+        "Errors are users whose room did not get its agent within 30 s (samples in "
+        "rows.json). From about 10 concurrent new rooms on this busy 2-core box, both workers "
+        "lose some dispatches; causes seen so far: server-side assignment timeouts "
+        "(`assignment for job ... timed out`) and job processes failing to start under load "
+        "(`all in-flight spawns failed to initialize`). lkbot run alone at the same sizes "
+        "loses fewer (none at 10); the full sweep's mix is not yet understood. Rates and CPU "
+        "per turn count completed turns only. The one-room rows avoid per-room dispatch.\n",
         report.headline(rows),
         "![time to first text](latency.png)\n",
         "![turns per second](throughput.png)\n",

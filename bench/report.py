@@ -133,20 +133,30 @@ def profile_table(raw: Path, top: int = 12) -> str:
         total += n
         for frame in set(stack.split(";")[1:]):  # [0] is the process/thread
             inclusive[frame] += n
+    # process headers, the runners every job sits under, and waiting: not costs
     skip = (
+        "process ",
+        " main(",
         "<module>",
         "run_forever",
         "_run_once",
         "run_until_complete",
         "_run (asyncio",
         "run (asyncio",
-        "main (",
         "_bootstrap",
         "spawn_main",
-        "_main (",
-        "run (threading",
-        "runner.py",
+        "_serve_one",
+        "BaseProcess.run",
+        "_ProcClient.run",
+        "Selector.select",
+        "Event.wait",
+        "Condition.wait",
+        "Thread.run",
         "base_events.py",
+        "runners.py",
+        "forkserver.py",
+        "spawn.py",
+        "proc_main (",
     )
     out = ["| share of samples | function |", "|---:|---|"]
     shown = 0

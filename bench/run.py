@@ -134,6 +134,50 @@ def _settle(sampler: TreeSampler, children: int, timeout: float = 30) -> None:
         time.sleep(0.2)
 
 
+def _start_py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """Sample the worker and its job processes until SIGINT (idle time excluded)."""
+    args = [
+        py_spy(),
+        "record",
+        "--pid",
+        str(pid),
+        "--subprocesses",
+        "--rate",
+        "200",
+        "--format",
+        "raw",
+        "--output",
+        str(out),
+        "--nonblocking",
+    ]
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _measure_bot(
+    stack: Stack,
+    sampler: TreeSampler,
+    system: str,
+    label: str,
+    rooms: list[str],
+    agent: str,
+    cfg: Config,
+) -> list[dict[str, Any]]:
+    """Run every LLM profile on these users; one summary row per profile."""
+    baseline = sampler.mem_now()
+    plan = [{"profile": p, "text": PROFILES[p]["text"], "turns": cfg.turns[p]} for p in PROFILES]
+    recs, errs = run_load(stack, system, rooms, plan, agent)
+    return [
+        {
+            "system": label,
+            "profile": profile,
+            **summarize(
+                [r for r in recs if r["profile"] == profile], errs, len(rooms), sampler, baseline
+            ),
+        }
+        for profile in PROFILES
+    ]
+
+
 def sweep(
     stack: Stack, cfg: Config, progress: Callable[[str], None], profile_out: Path | None
 ) -> list[dict[str, Any]]:
@@ -157,67 +201,23 @@ def sweep(
             # the two bots, both LLM profiles on the same connected users
             for system, agent in (("ours", OURS_AGENT), ("peer", PEER_AGENT)):
                 progress(f"{system}, {users} users")
-                sampler = samplers[system]
-                baseline = sampler.mem_now()
                 rooms = [f"{system}-{users}-{tag}-{i}" for i in range(users)]
-                plan = [
-                    {"profile": p, "text": PROFILES[p]["text"], "turns": cfg.turns[p]}
-                    for p in PROFILES
-                ]
                 spy = None
                 if system == "ours" and users == cfg.profile_worker_at and profile_out:
-                    spy = subprocess.Popen(
-                        [
-                            py_spy(),
-                            "record",
-                            "--pid",
-                            str(stack.workers["ours"].pid),
-                            "--subprocesses",
-                            "--rate",
-                            "200",
-                            "--format",
-                            "raw",
-                            "--output",
-                            str(profile_out),
-                            "--nonblocking",
-                        ],
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL,
-                    )
-                recs, errs = run_load(stack, system, rooms, plan, agent)
+                    spy = _start_py_spy(stack.workers["ours"].pid, profile_out)
+                rows += _measure_bot(stack, samplers[system], system, system, rooms, agent, cfg)
                 if spy is not None:
                     spy.send_signal(signal.SIGINT)
                     spy.wait(60)
-                for profile in PROFILES:
-                    mine = [r for r in recs if r["profile"] == profile]
-                    rows.append(
-                        {
-                            "system": system,
-                            "profile": profile,
-                            **summarize(mine, errs, users, sampler, baseline),
-                        }
-                    )
-                _settle(sampler, idle_children[system])
+                _settle(samplers[system], idle_children[system])
         # what only lkbot does: many users in one room, served by one job
         for users in cfg.shared_room:
             progress(f"lkbot, {users} users in one room")
-            sampler = samplers["ours"]
-            baseline = sampler.mem_now()
             rooms = [f"shared-{users}-{secrets.token_hex(2)}"] * users
-            plan = [
-                {"profile": p, "text": PROFILES[p]["text"], "turns": cfg.turns[p]} for p in PROFILES
-            ]
-            recs, errs = run_load(stack, "ours", rooms, plan, OURS_AGENT)
-            for profile in PROFILES:
-                mine = [r for r in recs if r["profile"] == profile]
-                rows.append(
-                    {
-                        "system": "ours-shared",
-                        "profile": profile,
-                        **summarize(mine, errs, users, sampler, baseline),
-                    }
-                )
-            _settle(sampler, idle_children["ours"])
+            rows += _measure_bot(
+                stack, samplers["ours"], "ours", "ours-shared", rooms, OURS_AGENT, cfg
+            )
+            _settle(samplers["ours"], idle_children["ours"])
     finally:
         for s in samplers.values():
             s.stop()
