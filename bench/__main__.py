@@ -99,8 +99,8 @@ def write_report(
         "rows.json). From about 10 concurrent new rooms on this busy 2-core box, both workers "
         "lose some dispatches; causes seen so far: server-side assignment timeouts "
         "(`assignment for job ... timed out`) and job processes failing to start under load "
-        "(`all in-flight spawns failed to initialize`). lkbot run alone at the same sizes "
-        "loses fewer (none at 10); the full sweep's mix is not yet understood. Rates and CPU "
+        "(`all in-flight spawns failed to initialize`); lkbot has lost more than AgentSession "
+        "in the runs so far, and the cause is not yet understood. Rates and CPU "
         "per turn count completed turns only. The one-room rows avoid per-room dispatch.\n",
         report.headline(rows),
         "![time to first text](latency.png)\n",
