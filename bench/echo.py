@@ -13,10 +13,7 @@ import signal
 
 from livekit import rtc
 
-from bot.config import Settings
-from bot.tokens import mint_token
-
-from .load import ECHO_IDENTITY
+from .load import ECHO_IDENTITY, token_for
 
 
 async def join(name: str, tasks: set[asyncio.Task[None]]) -> rtc.Room:
@@ -37,14 +34,7 @@ async def join(name: str, tasks: set[asyncio.Task[None]]) -> rtc.Room:
         task.add_done_callback(tasks.discard)
 
     room.on("data_received", on_data)
-    settings = Settings(
-        livekit_url=os.environ["LIVEKIT_URL"],
-        livekit_api_key=os.environ["LIVEKIT_API_KEY"],
-        livekit_api_secret=os.environ["LIVEKIT_API_SECRET"],
-    )
-    await room.connect(
-        settings.livekit_url, mint_token(settings, room=name, identity=ECHO_IDENTITY)
-    )
+    await room.connect(os.environ["LIVEKIT_URL"], token_for(name, ECHO_IDENTITY))
     await room.local_participant.set_attributes({"echo": "1"})
     return room
 

@@ -28,7 +28,7 @@ ECHO_IDENTITY = "echo"
 Marks = dict[str, float]
 
 
-def _token(room: str, identity: str, agent: str = "") -> str:
+def token_for(room: str, identity: str, agent: str = "") -> str:
     settings = Settings(
         livekit_url=os.environ["LIVEKIT_URL"],
         livekit_api_key=os.environ["LIVEKIT_API_KEY"],
@@ -76,7 +76,7 @@ class OursUser:
 
     async def connect(self, room: str, identity: str, agent: str) -> None:
         self.client.agent_name = agent
-        await self.client.connect(os.environ["LIVEKIT_URL"], _token(room, identity, agent))
+        await self.client.connect(os.environ["LIVEKIT_URL"], token_for(room, identity, agent))
 
     def _on_message(self, m: ServerMessage) -> None:
         key = self.KEYS.get(m.type)
@@ -120,7 +120,7 @@ class PeerUser:
         task.add_done_callback(self.readers.discard)
 
     async def connect(self, room: str, identity: str, agent: str) -> None:
-        await self.room.connect(os.environ["LIVEKIT_URL"], _token(room, identity, agent))
+        await self.room.connect(os.environ["LIVEKIT_URL"], token_for(room, identity, agent))
         await self.room.local_participant.set_attributes({"bench": "1"})
         await _until_participant(
             self.room, lambda p: p.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
@@ -143,7 +143,7 @@ class EchoUser:
         self.room.on("data_received", lambda p: self.back.put_nowait(time.perf_counter()))
 
     async def connect(self, room: str, identity: str, agent: str) -> None:
-        await self.room.connect(os.environ["LIVEKIT_URL"], _token(room, identity))
+        await self.room.connect(os.environ["LIVEKIT_URL"], token_for(room, identity))
         await self.room.local_participant.set_attributes({"bench": "1"})
         await _until_participant(self.room, lambda p: p.identity == ECHO_IDENTITY)
         # the same handshake our client does: until the echo has seen us join, it cannot

@@ -14,19 +14,11 @@ from pathlib import Path
 import psutil
 
 from bot import devserver
-from bot.processes import stop_process
+from bot.processes import stop_process, wait_until
 
 ROOT = devserver.ROOT
 OURS_AGENT = "lkbot-bench"
 PEER_AGENT = "agents-peer"
-
-
-def _wait_file(path: Path, proc: subprocess.Popen[bytes], what: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"{what} did not start (exit code {proc.poll()})")
-        time.sleep(0.05)
 
 
 @dataclass
@@ -75,7 +67,7 @@ class Stack:
             BOT_HTTP_PORT="0",
             **common,
         )
-        _wait_file(ready, ours, "our worker", 120)
+        wait_until(ready.exists, ours, self.logdir / "ours.log", what="our worker", timeout=120)
         ready = self.logdir / "peer.ready"
         peer = self.spawn(
             ["-m", "bench.peer_agent"],
@@ -84,7 +76,9 @@ class Stack:
             PEER_READY_FILE=str(ready),
             **common,
         )
-        _wait_file(ready, peer, "the AgentSession peer", 120)
+        wait_until(
+            ready.exists, peer, self.logdir / "peer.log", what="the AgentSession peer", timeout=120
+        )
         self.workers = {"ours": ours, "peer": peer}
 
     def start_echo(self, rooms: list[str]) -> subprocess.Popen[bytes]:
@@ -111,11 +105,14 @@ def start_stack() -> Stack:
     port = devserver.free_port()
     stack = Stack(lk=lk, llm_url=f"http://127.0.0.1:{port}/v1")
     llm = stack.spawn(["-m", "bot.testing.llm_server", "--port", str(port)], "llm")
-    deadline = time.monotonic() + 30
-    while "scripted LLM server on" not in (stack.logdir / "llm.log").read_text():
-        if llm.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("the scripted LLM server did not start")
-        time.sleep(0.05)
+    log = stack.logdir / "llm.log"
+    wait_until(
+        lambda: "scripted LLM server on" in log.read_text(),
+        llm,
+        log,
+        what="the scripted LLM server",
+        timeout=30,
+    )
     stack.start_workers()
     return stack
 

@@ -15,11 +15,12 @@ from typing import Any
 
 from livekit import rtc
 
-from .protocol.chunking import split
+from .protocol.chunking import Reassembler, receive, split
 from .protocol.codec import parse_server
 from .protocol.server import Ack, Error, ServerMessage, SessionReady, TurnEnd, TurnReply
 
 DIRECT = {"ack", "session.ready", "history.page", "pong", "error"}
+CLIENT_MAX_MESSAGE_BYTES = 64 * 2**20  # what we accept from the bot; it is trusted
 Pred = Callable[[list[ServerMessage]], bool]
 
 
@@ -49,7 +50,7 @@ class BotClient:
         self.max_packet = max_packet
         self.messages: list[ServerMessage] = []
         self.raw: list[rtc.DataPacket] = []  # every packet received, any topic
-        self._frames: dict[str, dict[int, str]] = {}
+        self._frames = Reassembler(max_bytes=CLIENT_MAX_MESSAGE_BYTES, max_pending=64)
         self._waiters: list[tuple[Pred, asyncio.Future[list[ServerMessage]]]] = []
         self._ids = itertools.count(1)
         self._prefix = secrets.token_hex(3)
@@ -154,16 +155,10 @@ class BotClient:
         self.raw.append(packet)
         if packet.topic != self.topic:
             return
-        obj = json.loads(packet.data)
-        if obj.get("type") == "chunk":
-            frames = self._frames.setdefault(obj["of"], {})
-            frames[obj["n"]] = obj["data"]
-            if len(frames) < obj["total"]:
-                return
-            del self._frames[obj["of"]]
-            msg = parse_server("".join(frames[i] for i in range(1, obj["total"] + 1)))
-        else:
-            msg = parse_server(packet.data)
+        whole = receive(self._frames, packet.data)
+        if whole is None:
+            return  # a chunk frame; the message is not complete yet
+        msg = parse_server(whole)
         self.messages.append(msg)
         if self.on_message is not None:
             self.on_message(msg)

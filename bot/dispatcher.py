@@ -12,7 +12,7 @@ from .engine import TurnEngine
 from .errors import BotError, InternalError, InvalidMessage, RateLimited
 from .handlers import HANDLERS
 from .protocol.client import ChunkFrame, ClientMessage
-from .protocol.codec import decode
+from .protocol.codec import decode, peek_id
 from .session import SenderSession
 from .transport import Packet, Transport
 
@@ -20,12 +20,12 @@ log = logging.getLogger(__name__)
 
 
 def _peek_id(data: bytes) -> str | None:
+    """The id of a packet we will not decode (floods), if it has one."""
     try:
         obj = json.loads(data)
     except (ValueError, RecursionError):
         return None
-    value = obj.get("id") if isinstance(obj, dict) else None
-    return value if isinstance(value, str) and 0 < len(value) <= 64 else None
+    return peek_id(obj) if isinstance(obj, dict) else None
 
 
 class Dispatcher:

@@ -20,6 +20,29 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> Non
             process.wait(timeout)
 
 
+def wait_until(
+    ready: Callable[[], bool],
+    process: subprocess.Popen[bytes],
+    log_file: Path,
+    *,
+    what: str,
+    timeout: float,
+) -> None:
+    """Poll `ready` until it holds; bounded by `timeout`.
+
+    Raises RuntimeError if the process exits first, TimeoutError when time runs out;
+    both carry the tail of the process's log."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if process.poll() is not None:
+            tail = log_file.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{what} exited ({process.returncode}) at start:\n{tail}")
+        if time.monotonic() > deadline:
+            tail = log_file.read_text(errors="replace")[-2000:]
+            raise TimeoutError(f"{what} was not ready within {timeout:.0f}s:\n{tail}")
+        time.sleep(0.05)
+
+
 def wait_http_ok(
     url: str,
     process: subprocess.Popen[bytes],
@@ -29,20 +52,17 @@ def wait_http_ok(
     timeout: float,
     accept: Callable[[bytes], bool] = lambda _: True,
 ) -> None:
-    """Poll `url` until it answers 200 (and `accept`s the body); bounded by `timeout`.
+    """Poll `url` until it answers 200 (and `accept`s the body); stops the process on timeout."""
 
-    Raises RuntimeError with the log's tail if the process exits first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            tail = log_file.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"{what} exited ({process.returncode}) at start:\n{tail}")
+    def answers() -> bool:
         try:
             with urllib.request.urlopen(url, timeout=1) as resp:
-                if resp.status == 200 and accept(resp.read()):
-                    return
+                return resp.status == 200 and accept(resp.read())
         except OSError:
-            pass
-        time.sleep(0.05)
-    stop_process(process)
-    raise TimeoutError(f"{what} was not ready within {timeout:.0f}s")
+            return False
+
+    try:
+        wait_until(answers, process, log_file, what=what, timeout=timeout)
+    except TimeoutError:
+        stop_process(process)
+        raise

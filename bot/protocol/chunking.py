@@ -98,3 +98,12 @@ class Reassembler:
             return None
         del self._pending[frame.of]
         return "".join(asm.parts[i] for i in range(1, asm.total + 1))
+
+
+def receive(reassembler: Reassembler, payload: str | bytes) -> str | bytes | None:
+    """A receiver's step: a whole message passes through; a chunk frame goes into the
+    reassembler, and the joined message text comes out with its last frame."""
+    obj = json.loads(payload)
+    if not isinstance(obj, dict) or obj.get("type") != "chunk":
+        return payload
+    return reassembler.feed(ChunkFrame.model_validate(obj))

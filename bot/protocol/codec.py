@@ -18,7 +18,8 @@ from .client import CLIENT_ADAPTER, CLIENT_TYPES, PROTOCOL_VERSION, ClientMessag
 from .server import SERVER_ADAPTER, Chunk, ErrorDetail, ServerMessage
 
 
-def _peek_id(obj: dict[str, Any]) -> str | None:
+def peek_id(obj: dict[str, Any]) -> str | None:
+    """The message id, if the object has a valid one (for `reply_to` on errors)."""
     value = obj.get("id")
     if isinstance(value, str) and 0 < len(value) <= 64:
         return value
@@ -33,7 +34,7 @@ def decode(data: bytes | str, *, max_bytes: int) -> ClientMessage:
         raise InvalidJson("packet is not valid UTF-8 JSON") from None
     if not isinstance(obj, dict):
         raise InvalidMessage("packet must be a JSON object")
-    reply_to = _peek_id(obj)
+    reply_to = peek_id(obj)
     size = len(data.encode() if isinstance(data, str) else data)
     if size > max_bytes:
         raise PayloadTooLarge(

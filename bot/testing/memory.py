@@ -7,6 +7,7 @@ import json
 from collections import defaultdict
 from typing import Any
 
+from ..protocol.chunking import Reassembler, receive
 from ..protocol.codec import parse_server
 from ..protocol.server import ServerMessage
 from ..transport import Packet, PacketSink, Peer
@@ -63,17 +64,6 @@ class MemoryTransport:
 
 def reassemble(payloads: list[str]) -> list[ServerMessage]:
     """Bot packets -> messages, joining chunk frames the way a client must."""
-    out: list[ServerMessage] = []
-    parts: dict[str, dict[int, str]] = {}
-    for payload in payloads:
-        obj = json.loads(payload)
-        if obj.get("type") != "chunk":
-            out.append(parse_server(payload))
-            continue
-        frames = parts.setdefault(obj["of"], {})
-        frames[obj["n"]] = obj["data"]
-        if len(frames) == obj["total"]:
-            whole = "".join(frames[i] for i in range(1, obj["total"] + 1))
-            del parts[obj["of"]]
-            out.append(parse_server(whole))
-    return out
+    frames = Reassembler(max_bytes=64 * 2**20, max_pending=64)
+    wholes = (receive(frames, payload) for payload in payloads)
+    return [parse_server(whole) for whole in wholes if whole is not None]

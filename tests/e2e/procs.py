@@ -7,26 +7,13 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from bot.devserver import DevServer, free_port
+from bot.processes import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _wait(
-    cond: object, what: str, proc: subprocess.Popen[bytes], log: Path, timeout: float
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():  # type: ignore[operator]
-            return
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
-        time.sleep(0.05)
-    raise TimeoutError(f"{what} not ready after {timeout}s:\n{log.read_text()[-3000:]}")
 
 
 @dataclass
@@ -64,7 +51,13 @@ def start_llm_server() -> tuple[Proc, str]:
         dict(os.environ),
         "llm",
     )
-    _wait(lambda: "scripted LLM server on" in proc.text(), "LLM server", proc.process, proc.log, 30)
+    wait_until(
+        lambda: "scripted LLM server on" in proc.text(),
+        proc.process,
+        proc.log,
+        what="LLM server",
+        timeout=30,
+    )
     return proc, f"http://127.0.0.1:{port}/v1"
 
 
@@ -89,5 +82,5 @@ def start_worker(lk: DevServer, llm_url: str | None, **settings: str) -> Proc:
         env.update(OPENAI_BASE_URL=llm_url, BOT_MODEL="scripted")
     env.update({f"BOT_{k.upper()}": v for k, v in settings.items()})
     proc = _spawn([sys.executable, "-m", "bot", "start", "--ready-file", str(ready)], env, "worker")
-    _wait(ready.exists, "worker", proc.process, proc.log, 120)
+    wait_until(ready.exists, proc.process, proc.log, what="worker", timeout=120)
     return proc
