@@ -19,10 +19,10 @@ from typing import Any, ClassVar, Protocol
 
 from livekit import rtc
 
-from bot.client import BotClient
+from bot.client.bot_client import BotClient
 from bot.config import Settings
-from bot.protocol.server import ServerMessage
-from bot.tokens import mint_token
+from bot.protocol.outbound import BotMessage
+from bot.room.tokens import mint_token
 
 ECHO_IDENTITY = "echo"
 Marks = dict[str, float]
@@ -78,7 +78,7 @@ class OursUser:
         self.client.agent_name = agent
         await self.client.connect(os.environ["LIVEKIT_URL"], token_for(room, identity, agent))
 
-    def _on_message(self, m: ServerMessage) -> None:
+    def _on_message(self, m: BotMessage) -> None:
         key = self.KEYS.get(m.type)
         if key is None or key in self.marks or getattr(m, "reply_to", None) != self.current:
             return

@@ -10,7 +10,7 @@ from typing import Any
 
 from bot.protocol.chunking import split
 from bot.protocol.codec import decode, encode
-from bot.protocol.server import TurnDelta, TurnEnd, Usage
+from bot.protocol.outbound import TurnDelta, TurnEnd, Usage
 
 CHAT = json.dumps(
     {

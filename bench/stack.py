@@ -13,17 +13,17 @@ from pathlib import Path
 
 import psutil
 
-from bot import devserver
-from bot.processes import stop_process, wait_until
+from bot.dev import livekit_server
+from bot.dev.processes import free_port, stop_process, wait_until
 
-ROOT = devserver.ROOT
+ROOT = livekit_server.ROOT
 OURS_AGENT = "lkbot-bench"
 PEER_AGENT = "agents-peer"
 
 
 @dataclass
 class Stack:
-    lk: devserver.DevServer
+    lk: livekit_server.DevServer
     llm_url: str
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -101,8 +101,8 @@ class Stack:
 
 
 def start_stack() -> Stack:
-    lk = devserver.start()
-    port = devserver.free_port()
+    lk = livekit_server.start()
+    port = free_port()
     stack = Stack(lk=lk, llm_url=f"http://127.0.0.1:{port}/v1")
     llm = stack.spawn(["-m", "bot.testing.llm_server", "--port", str(port)], "llm")
     log = stack.logdir / "llm.log"

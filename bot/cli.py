@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import re
 import sys
 from collections.abc import Sequence
@@ -27,8 +26,18 @@ each sender privately. Settings come from the environment and `.env` (see README
 """
 
 
-def _livekit_settings() -> Settings:
+def _client_settings() -> Settings:
+    """For chat/token: the configured server, else the one `up` started."""
+    from .dev.stack import dev_server_settings
+
     settings = load_settings()
+    if settings.livekit_url:
+        return _livekit_settings()
+    return _livekit_settings(**dev_server_settings())
+
+
+def _livekit_settings(**overrides: object) -> Settings:
+    settings = load_settings(**overrides)
     for name, value in (
         ("LIVEKIT_URL", settings.livekit_url),
         ("LIVEKIT_API_KEY", settings.livekit_api_key),
@@ -42,15 +51,15 @@ def _livekit_settings() -> Settings:
     return settings
 
 
-def _check_worker_settings() -> Settings:
-    settings = _livekit_settings()
+def _check_worker_settings(**overrides: object) -> Settings:
+    settings = _livekit_settings(**overrides)
     # Fail now, in the main process, rather than in every job process later.
-    from .llm_factory import build_llm
-    from .tools import load_tools
+    from .llm.endpoint import build_llm
+    from .llm.tools import load_tools
 
     load_tools(settings, lambda: [])
     if settings.resolved_llm_mode() == "local":
-        from .local_llm import check_installed
+        from .llm.local import check_installed
 
         check_installed(settings.local_model_path)
     else:
@@ -60,11 +69,10 @@ def _check_worker_settings() -> Settings:
 
 def cmd_run(args: argparse.Namespace) -> int:
     dev = args.command == "dev"
-    if dev and args.verbose:
-        os.environ["BOT_LOG_LEVEL"] = "DEBUG"
-    settings = _check_worker_settings()
+    verbose = dev and args.verbose
+    settings = _check_worker_settings(**({"log_level": "DEBUG"} if verbose else {}))
     setup_logging(settings.log_level)
-    from .worker import serve
+    from .room.worker import serve
 
     asyncio.run(serve(settings, dev=dev, ready_file=args.ready_file))
     return 0
@@ -73,7 +81,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     settings = load_settings()
     setup_logging(settings.log_level)
-    from .devstack import up
+    from .dev.stack import up
 
     asyncio.run(up(args.ready_file))
     return 0
@@ -88,11 +96,9 @@ def _parse_ttl(text: str) -> timedelta:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    from .devstack import load_dev_env
-    from .tokens import mint_token
+    from .room.tokens import mint_token
 
-    load_dev_env()
-    settings = _livekit_settings()
+    settings = _client_settings()
     print(
         mint_token(settings, room=args.room, identity=args.identity, name=args.name, ttl=args.ttl)
     )
@@ -100,12 +106,10 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from .chat_cli import run_chat
-    from .devstack import load_dev_env
-    from .tokens import mint_token
+    from .client.terminal import run_chat
+    from .room.tokens import mint_token
 
-    load_dev_env()
-    settings = _livekit_settings()
+    settings = _client_settings()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     token = mint_token(settings, room=args.room, identity=args.identity)
     return asyncio.run(
@@ -152,8 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
         "up",
         help="local livekit-server + bot, ready to chat",
         description="Start what a first conversation needs: a loopback "
-        "livekit-server when LIVEKIT_URL is unset, the echo model when no LLM "
-        "is configured, and the worker in development mode.",
+        "livekit-server when LIVEKIT_URL is unset, the offline local model "
+        "(SmolLM2 via llama.cpp) when no LLM endpoint is configured, and the "
+        "worker in development mode.",
     )
     _ready_option(p)
     p.set_defaults(func=cmd_up)

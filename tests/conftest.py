@@ -6,9 +6,9 @@ from typing import Any
 import pytest
 
 from bot.config import Settings
+from bot.core.transport import Peer
 from bot.testing.llm_server import ScriptedLLMServer
 from bot.testing.memory import MemoryTransport
-from bot.transport import Peer
 
 from .harness import Harness
 

@@ -8,15 +8,15 @@ from collections.abc import Callable
 from typing import Any
 
 from bot.config import Settings
-from bot.dispatcher import Dispatcher
-from bot.engine import TurnEngine
-from bot.llm_factory import build_llm
-from bot.protocol.server import ServerMessage
+from bot.core.dispatcher import Dispatcher
+from bot.llm.endpoint import build_llm
+from bot.llm.tools import load_tools
+from bot.protocol.outbound import BotMessage
 from bot.testing.memory import MemoryTransport
-from bot.tools import load_tools
+from bot.turns.engine import TurnEngine
 
 DIRECT = {"ack", "session.ready", "history.page", "pong", "error"}
-Pred = Callable[[list[ServerMessage]], bool]
+Pred = Callable[[list[BotMessage]], bool]
 _ids = itertools.count(1)
 
 
@@ -46,17 +46,17 @@ class Harness:
     ) -> None:
         self.transport.inject(sender, body, topic)
 
-    def messages(self, who: str) -> list[ServerMessage]:
+    def messages(self, who: str) -> list[BotMessage]:
         return self.transport.messages(who)
 
-    async def until(self, who: str, pred: Pred, timeout: float = 10.0) -> list[ServerMessage]:
+    async def until(self, who: str, pred: Pred, timeout: float = 10.0) -> list[BotMessage]:
         return await self.transport.wait_for(who, pred, timeout)
 
-    async def answer(self, who: str, msg_id: str) -> ServerMessage:
+    async def answer(self, who: str, msg_id: str) -> BotMessage:
         msgs = await self.until(who, lambda ms: any(direct_answers(ms, msg_id)))
         return direct_answers(msgs, msg_id)[0]
 
-    async def turn_ends(self, who: str, n: int = 1) -> list[ServerMessage]:
+    async def turn_ends(self, who: str, n: int = 1) -> list[BotMessage]:
         return await self.until(who, lambda ms: count(ms, "turn.end") >= n)
 
     async def close(self) -> None:
@@ -64,13 +64,13 @@ class Harness:
         await self.llm.aclose()
 
 
-def direct_answers(msgs: list[ServerMessage], msg_id: str) -> list[ServerMessage]:
+def direct_answers(msgs: list[BotMessage], msg_id: str) -> list[BotMessage]:
     return [m for m in msgs if m.type in DIRECT and getattr(m, "reply_to", None) == msg_id]
 
 
-def count(msgs: list[ServerMessage], type_: str) -> int:
+def count(msgs: list[BotMessage], type_: str) -> int:
     return sum(1 for m in msgs if m.type == type_)
 
 
-def of_turn(msgs: list[ServerMessage], turn: str) -> list[ServerMessage]:
+def of_turn(msgs: list[BotMessage], turn: str) -> list[BotMessage]:
     return [m for m in msgs if getattr(m, "turn", None) == turn and m.type.startswith("turn.")]

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from bot.errors import Busy, InvalidMessage, PayloadTooLarge
 from bot.protocol.chunking import Reassembler, split
-from bot.protocol.client import ChunkFrame
+from bot.protocol.errors import Busy, InvalidMessage, PayloadTooLarge
+from bot.protocol.inbound import ChunkFrame
 
 SAMPLES = [
     "a" * 100_000,
@@ -62,3 +62,13 @@ def test_reassembler_expires_stale_messages() -> None:
 
     assert r.expire(now=time.monotonic() + 31) == ["m"]
     assert r.feed(_frame("m", 2, 2, "y")) is None  # a fresh assembly, not a completion
+
+
+@pytest.mark.parametrize("of_len", [1, 40, 63, 64])
+def test_frames_of_a_message_with_a_long_id_are_valid_client_frames(of_len: int) -> None:
+    of = "x" * of_len
+    frames = split("y" * 50_000, of=of, max_packet=1024)
+    assert len(frames) > 9  # two-digit frame numbers too
+    parsed = [ChunkFrame.model_validate({**json.loads(f), "v": 1}) for f in frames]
+    assert all(f.of == of and len(f.id) <= 64 for f in parsed)
+    assert len({f.id for f in parsed}) == len(parsed)

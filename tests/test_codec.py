@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
-from bot.errors import (
+from bot.protocol.codec import decode, encode, parse_bot_message
+from bot.protocol.codes import RETRYABLE, ErrorCode
+from bot.protocol.errors import (
     BotError,
     InvalidJson,
     InvalidMessage,
@@ -12,11 +15,11 @@ from bot.errors import (
     UnknownType,
     UnsupportedVersion,
 )
-from bot.protocol.client import ChatMessage, HistoryGet, Ping
-from bot.protocol.codec import decode, encode, parse_server
-from bot.protocol.server import Ack, Error, TurnEnd
+from bot.protocol.inbound import ChatMessage, HistoryGet, Ping
+from bot.protocol.outbound import Ack, Error, TurnEnd
 
 LIMIT = 15000
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _decode(obj: object) -> object:
@@ -65,6 +68,19 @@ def test_unknown_type() -> None:
     assert e.value.reply_to == "x"
 
 
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ({"v": 1, "type": "SECRET-TYPE-VALUE", "id": "x"}, UnknownType),
+        ({"v": "SECRET-VERSION-VALUE", "type": "ping", "id": "x"}, UnsupportedVersion),
+    ],
+)
+def test_version_and_type_errors_do_not_echo_input(body: object, error: type[BotError]) -> None:
+    with pytest.raises(error) as e:
+        _decode(body)
+    assert "SECRET" not in e.value.message
+
+
 def test_wrong_types_name_location_and_never_echo_input() -> None:
     secret = "SECRET-INPUT-VALUE"
     with pytest.raises(InvalidMessage) as e:
@@ -97,16 +113,33 @@ def test_oversized_packet() -> None:
     assert e.value.reply_to == "big"
 
 
-def test_every_error_is_retryable_or_not() -> None:
-    for cls in BotError.__subclasses__():
-        assert isinstance(cls("m").retryable, bool)
+def _documented_retryable() -> dict[str, bool]:
+    """The `retryable` column of the error table in docs/protocol.md."""
+    table: dict[str, bool] = {}
+    for line in (ROOT / "docs" / "protocol.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 3 and cells[0].startswith("`") and cells[2] in ("yes", "no"):
+            table[cells[0].strip("`")] = cells[2] == "yes"
+    return table
+
+
+def test_every_error_code_is_retryable_exactly_as_documented() -> None:
+    documented = _documented_retryable()
+    assert set(documented) == {c.value for c in ErrorCode}, "docs/protocol.md error table"
+    for code in ErrorCode:
+        assert RETRYABLE[code] is documented[code.value], code
+    # and each code's exception carries that flag onto the wire
+    by_code = {cls.code: cls for cls in BotError.__subclasses__()}
+    assert set(by_code) == set(ErrorCode)
+    for code, cls in by_code.items():
+        assert cls("m").retryable is documented[code.value], code
 
 
 def test_encode_always_carries_reply_to_and_round_trips() -> None:
     text = encode(Error(code="invalid_json", message="m", retryable=False))  # type: ignore[arg-type]
     assert json.loads(text)["reply_to"] is None
     ack = Ack(status="accepted", turn="t1", reply_to="c1", seq=3, ts=5, id="b3")
-    back = parse_server(encode(ack))
+    back = parse_bot_message(encode(ack))
     assert back == ack
     end = TurnEnd(turn="t", status="completed", reply_to="c")
     assert "usage" not in json.loads(encode(end))  # optional fields are left out, not null

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 
+from bot.core.context import Context
 from bot.handlers import HANDLERS
-from bot.protocol.client import Ping
-from bot.protocol.server import Error, HistoryPage, SessionReady
+from bot.protocol.inbound import Ping
+from bot.protocol.outbound import Error, HistoryPage, SessionReady
 
 from .conftest import MakeBot
 from .harness import Harness, chat, count, direct_answers, msg, script
@@ -30,6 +32,18 @@ async def test_hello_describes_limits_and_tools(bot: Harness) -> None:
     names = {t.name for t in ready.tools}
     assert {"current_time", "calculate", "participants", "boom"} <= names
     assert all(t.description for t in ready.tools if t.name == "calculate")
+
+
+async def test_features_list_tools_only_when_tools_are_offered(make_bot: MakeBot) -> None:
+    bot = await make_bot(builtin_tools=(), tools_module="")
+    bot.send("alice", msg("session.hello", id="h1"))
+    ready = await bot.answer("alice", "h1")
+    assert isinstance(ready, SessionReady) and ready.tools == []
+    assert "tools" not in ready.features and "streaming" in ready.features
+    with_tools = await make_bot()
+    with_tools.send("alice", msg("session.hello", id="h2"))
+    ready = await with_tools.answer("alice", "h2")
+    assert isinstance(ready, SessionReady) and "tools" in ready.features
 
 
 async def test_resume_gap_is_reported(bot: Harness) -> None:
@@ -122,12 +136,32 @@ async def test_flood_is_rate_limited_and_every_packet_answered(make_bot: MakeBot
     assert all(e.retry_after_ms and e.retry_after_ms > 0 for e in limited)  # type: ignore[union-attr]
 
 
-async def test_a_flooding_sender_does_not_starve_another(make_bot: MakeBot) -> None:
+async def test_a_flooding_sender_does_not_starve_another(
+    make_bot: MakeBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """mallory's packets are stuck in her handler while she floods: alice is still
+    answered (one shared queue would leave her behind mallory), and mallory's flood is
+    answered `rate_limited` at the door instead of piling up."""
     bot = await make_bot(rate_burst=2, rate_per_second=0.001)
+    release = asyncio.Event()
+    pong = HANDLERS[Ping]
+
+    async def slow_for_mallory(m: Ping, ctx: Context) -> None:
+        if ctx.conversation.identity == "mallory":
+            await release.wait()
+        await pong(m, ctx)
+
+    monkeypatch.setitem(HANDLERS, Ping, slow_for_mallory)
     for i in range(50):
         bot.send("mallory", msg("ping", id=f"m{i}"))
     bot.send("alice", msg("ping", id="ok"))
     assert (await bot.answer("alice", "ok")).type == "pong"
+    assert not any(m.type == "pong" for m in bot.messages("mallory"))  # still stuck
+    limited = [m for m in bot.messages("mallory") if isinstance(m, Error)]
+    assert limited and all(e.code == "rate_limited" for e in limited)
+    release.set()
+    msgs = await bot.until("mallory", lambda ms: len(ms) == 50)
+    assert all(len(direct_answers(msgs, f"m{i}")) == 1 for i in range(50))
 
 
 async def test_handler_crash_is_internal_error(

@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from bot import cli, local_llm
+from bot import cli
 from bot.config import ConfigError, Settings
+from bot.llm import local as local_llm
 
 
 @pytest.mark.parametrize(

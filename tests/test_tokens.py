@@ -5,7 +5,7 @@ from datetime import timedelta
 import jwt
 
 from bot.config import Settings
-from bot.tokens import mint_token
+from bot.room.tokens import mint_token
 
 
 def _claims(agent_name: str = "") -> dict[str, object]:

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
-from bot.protocol.server import Ack, Error, HistoryPage, ServerMessage, TurnEnd
+from bot.protocol.outbound import Ack, BotMessage, Error, HistoryPage, TurnEnd
 from bot.testing.llm_server import ScriptedLLMServer
 
 from .conftest import MakeBot
 from .harness import Harness, chat, count, direct_answers, msg, of_turn, script
 
 
-def assert_turn_well_formed(msgs: list[ServerMessage], turn: str) -> list[ServerMessage]:
+def assert_turn_well_formed(msgs: list[BotMessage], turn: str) -> list[BotMessage]:
     """Invariant 2 and 3: one start, one end, everything between; deltas == reply."""
     events = of_turn(msgs, turn)
     types = [e.type for e in events]
@@ -30,7 +31,7 @@ def assert_turn_well_formed(msgs: list[ServerMessage], turn: str) -> list[Server
     return events
 
 
-def assert_seq(msgs: list[ServerMessage]) -> None:
+def assert_seq(msgs: list[BotMessage]) -> None:
     """seq strictly increasing, no gaps, per recipient."""
     assert [m.seq for m in msgs if m.type != "chunk"] == list(range(1, len(msgs) + 1))
 
@@ -294,15 +295,30 @@ async def test_history_get_page_and_reset(bot: Harness, llm_server: ScriptedLLMS
     assert (await bot.answer("alice", "h3")).items == []  # type: ignore[union-attr]
 
 
+async def test_metadata_reaches_history_and_tools(bot: Harness) -> None:
+    meta = {"client": "web", "tags": ["a", 1]}
+    bot.send("alice", chat(script(tool="turn_metadata", then="ok"), id="m1", metadata=meta))
+    bot.send("alice", chat("plain", id="m2"))
+    msgs = await bot.turn_ends("alice", 2)
+    result = next(m for m in msgs if m.type == "turn.tool_result")
+    assert json.loads(result.output) == meta  # type: ignore[union-attr]
+    bot.send("alice", msg("history.get", id="h"))
+    page = await bot.answer("alice", "h")
+    assert isinstance(page, HistoryPage)
+    assert [i.metadata for i in page.items] == [meta, None, None, None]
+    raw = bot.transport.sent["alice"][-1][1]
+    assert raw.count('"metadata"') == 1  # left out where there is none
+
+
 async def test_leaving_cancels_the_turn_and_releases_state(bot: Harness) -> None:
     bot.send("alice", chat(script(stall=True), id="a"))
     await bot.until("alice", lambda ms: count(ms, "turn.delta") >= 1)
-    session = bot.dispatcher.sessions["alice"]
+    conv = bot.dispatcher.conversations["alice"]
     sent_before = len(bot.transport.sent["alice"])
     bot.transport.sink.on_participant_left("alice")  # type: ignore[union-attr]
-    assert "alice" not in bot.dispatcher.sessions
-    await asyncio.wait_for(session.turns.wait_idle(5), 6)
-    assert not session.turns.busy
+    assert "alice" not in bot.dispatcher.conversations
+    await asyncio.wait_for(conv.turns.wait_idle(5), 6)
+    assert not conv.turns.busy
     assert len(bot.transport.sent["alice"]) == sent_before  # nothing sent to someone gone
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 from livekit.agents import function_tool
+
+from bot.turns.turn import current_turn
 
 
 @function_tool
@@ -24,3 +27,10 @@ async def slow(seconds: float = 60.0) -> str:
 async def echo(text: str) -> str:
     """Returns its input."""
     return text
+
+
+@function_tool
+async def turn_metadata() -> str:
+    """Returns the metadata the client sent with the running turn's chat.message."""
+    turn = current_turn()
+    return json.dumps(turn.metadata if turn is not None else "no turn")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..context import Context
-from ..protocol.client import ChatCancel, ChatMessage, HistoryGet, HistoryReset, Ping, SessionHello
+from ..core.context import Context
+from ..protocol.inbound import ChatCancel, ChatMessage, HistoryGet, HistoryReset, Ping, SessionHello
 from . import chat, history, ping, session
 
 Handler = Callable[[Any, Context], Awaitable[None]]

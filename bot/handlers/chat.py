@@ -1,17 +1,17 @@
 from __future__ import annotations
 
-from ..context import Context
-from ..errors import Busy, PayloadTooLarge
-from ..limits import fingerprint
-from ..protocol.client import ChatCancel, ChatMessage
-from ..protocol.server import Ack, AckStatus
-from ..turn import Turn
+from ..core.context import Context
+from ..core.idempotency import fingerprint
+from ..protocol.errors import Busy, PayloadTooLarge
+from ..protocol.inbound import ChatCancel, ChatMessage
+from ..protocol.outbound import Ack, AckStatus
+from ..turns.turn import Turn
 
 
 async def handle_message(msg: ChatMessage, ctx: Context) -> None:
-    session = ctx.session
+    conv = ctx.conversation
     print_ = fingerprint(msg.model_dump(mode="json", exclude={"id"}))
-    seen = session.ids.check(msg.id, print_)
+    seen = conv.ids.check(msg.id, print_)
     if seen is not None:
         ctx.reply(Ack(status="duplicate", turn=seen.turn))
         return
@@ -19,7 +19,7 @@ async def handle_message(msg: ChatMessage, ctx: Context) -> None:
         raise PayloadTooLarge(
             f"text is {len(msg.text)} characters; the limit is {ctx.settings.max_text_chars}"
         )
-    turns = session.turns
+    turns = conv.turns
     status: AckStatus = "accepted"
     if turns.busy:
         if msg.on_busy == "reject":
@@ -31,13 +31,13 @@ async def handle_message(msg: ChatMessage, ctx: Context) -> None:
         else:
             status = "queued"
     turn = Turn(request_id=msg.id, text=msg.text, topic=ctx.topic, metadata=msg.metadata)
-    session.ids.remember(msg.id, print_, turn.id)
+    conv.ids.remember(msg.id, print_, turn.id)
     ctx.reply(Ack(status=status, turn=turn.id))  # the ack precedes every event of the turn
     turns.submit(turn)
 
 
 async def handle_cancel(msg: ChatCancel, ctx: Context) -> None:
-    turns = ctx.session.turns
+    turns = ctx.conversation.turns
     if msg.turn is not None:
         found = turns.cancel(msg.turn, "cancelled")
     else:

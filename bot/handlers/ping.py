@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from ..context import Context
-from ..protocol.client import Ping
-from ..protocol.server import Pong
+from ..core.context import Context
+from ..protocol.inbound import Ping
+from ..protocol.outbound import Pong
 
 
 async def handle_ping(msg: Ping, ctx: Context) -> None:

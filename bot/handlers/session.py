@@ -1,16 +1,21 @@
 from __future__ import annotations
 
-from ..context import Context
-from ..errors import ResumeGap
-from ..protocol.client import SessionHello
-from ..protocol.server import Limits, SessionReady
+from ..core.context import Context
+from ..protocol.errors import ResumeGap
+from ..protocol.inbound import SessionHello
+from ..protocol.outbound import Limits, SessionReady, ToolInfo
+from ..protocol.version import PROTOCOL_LABEL
 
-PROTOCOL = "1.0"
 FEATURES = ["streaming", "tools", "cancel", "history", "chunking", "on_busy", "idempotency"]
 
 
+def features(tools: list[ToolInfo]) -> list[str]:
+    """What this bot offers: `tools` only when the model has any to call."""
+    return [f for f in FEATURES if f != "tools" or tools]
+
+
 async def handle_hello(msg: SessionHello, ctx: Context) -> None:
-    sent = ctx.session.outbox.last_seq
+    sent = ctx.conversation.outbox.last_seq
     if msg.resume is not None and msg.resume.last_seq < sent:
         # Replaying buffered messages is not implemented yet: say what was lost.
         raise ResumeGap(
@@ -18,10 +23,11 @@ async def handle_hello(msg: SessionHello, ctx: Context) -> None:
             "start over (history.get returns the conversation so far)"
         )
     s = ctx.settings
+    tools = ctx.services.engine.tool_infos()
     ctx.reply(
         SessionReady(
-            protocol=PROTOCOL,
-            features=FEATURES,
+            protocol=PROTOCOL_LABEL,
+            features=features(tools),
             limits=Limits(
                 max_packet=s.max_packet,
                 max_text_chars=s.max_text_chars,
@@ -31,6 +37,6 @@ async def handle_hello(msg: SessionHello, ctx: Context) -> None:
                 rate_per_second=s.rate_per_second,
                 history_max_items=s.history_max_items,
             ),
-            tools=ctx.services.engine.tool_infos(),
+            tools=tools,
         )
     )

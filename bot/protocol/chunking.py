@@ -10,17 +10,27 @@ import json
 import time
 from dataclasses import dataclass, field
 
-from ..errors import Busy, InvalidMessage, PayloadTooLarge
-from .client import ChunkFrame
-from .server import Chunk
+from .errors import Busy, InvalidMessage, PayloadTooLarge
+from .inbound import ChunkFrame
+from .outbound import Chunk
 
 
 def _escaped_size(text: str) -> int:
     return len(json.dumps(text, ensure_ascii=False).encode()) - 2
 
 
+MAX_ID = 64
+
+
+def frame_id(of: str, n: int) -> str:
+    """`<of>.<n>`, with `of` cut so that the id fits the 64-character limit on ids.
+    Frame ids are not idempotency keys and get no answer: only `of` must be exact."""
+    suffix = f".{n}"
+    return of[: MAX_ID - len(suffix)] + suffix
+
+
 def _frame_json(of: str, n: int, total: int, data: str) -> str:
-    frame = Chunk(id=f"{of}.{n}", of=of, n=n, total=total, data=data)
+    frame = Chunk(id=frame_id(of, n), of=of, n=n, total=total, data=data)
     return frame.model_dump_json()
 
 

@@ -7,20 +7,29 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..errors import (
+from .errors import (
     InvalidJson,
     InvalidMessage,
     PayloadTooLarge,
     UnknownType,
     UnsupportedVersion,
 )
-from .client import CLIENT_ADAPTER, CLIENT_TYPES, PROTOCOL_VERSION, ClientMessage
-from .server import SERVER_ADAPTER, Chunk, ErrorDetail, ServerMessage
+from .inbound import CLIENT_ADAPTER, CLIENT_TYPES, ClientMessage
+from .outbound import BOT_ADAPTER, BotEnvelope, BotMessage, Chunk, ErrorDetail
+from .version import PROTOCOL_VERSION
 
 
-def peek_id(obj: dict[str, Any]) -> str | None:
-    """The message id, if the object has a valid one (for `reply_to` on errors)."""
-    value = obj.get("id")
+def peek_id(data: bytes | str | dict[str, Any]) -> str | None:
+    """The message id, if it has a valid one: for `reply_to` on errors, and for packets
+    that are refused without being decoded (floods)."""
+    if not isinstance(data, dict):
+        try:
+            data = json.loads(data)
+        except (ValueError, RecursionError):
+            return None
+        if not isinstance(data, dict):
+            return None
+    value = data.get("id")
     if isinstance(value, str) and 0 < len(value) <= 64:
         return value
     return None
@@ -47,14 +56,18 @@ def decode(data: bytes | str, *, max_bytes: int) -> ClientMessage:
     # bool is an int in Python: `true` must not pass for version 1.
     if type(version) is not int or version != PROTOCOL_VERSION:
         raise UnsupportedVersion(
-            f"protocol version {version!r} is not supported; this bot speaks v{PROTOCOL_VERSION}",
+            f"this protocol version is not supported; this bot speaks v{PROTOCOL_VERSION}",
             reply_to=reply_to,
         )
     kind = obj.get("type")
     if not isinstance(kind, str):
         raise InvalidMessage("missing message `type`", reply_to=reply_to)
     if kind not in CLIENT_TYPES:
-        raise UnknownType(f"unknown message type {kind[:64]!r}", reply_to=reply_to)
+        # the known types, never the client's own `type` (errors do not echo input)
+        raise UnknownType(
+            f"unknown message type; this bot understands {', '.join(sorted(CLIENT_TYPES))}",
+            reply_to=reply_to,
+        )
     try:
         return CLIENT_ADAPTER.validate_python(obj)
     except ValidationError as e:
@@ -73,14 +86,14 @@ def validation_details(e: ValidationError) -> list[ErrorDetail]:
     ]
 
 
-def encode(msg: ServerMessage) -> str:
-    """Compact JSON text of a bot message; `reply_to` is always present."""
+def encode(msg: BotEnvelope | Chunk) -> str:
+    """Compact JSON text of a bot message or frame; `reply_to` is always present."""
     body = msg.model_dump(mode="json", exclude_none=True)
     if not isinstance(msg, Chunk):
         body.setdefault("reply_to", None)
     return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
 
 
-def parse_server(data: bytes | str) -> ServerMessage:
+def parse_bot_message(data: bytes | str) -> BotMessage:
     """For clients and tests: validate a bot message against the schema."""
-    return SERVER_ADAPTER.validate_json(data)
+    return BOT_ADAPTER.validate_json(data)

@@ -1,37 +1,81 @@
-"""Protocol error codes: the fixed list from PROTOCOL.md, with their defaults."""
+"""The exceptions that carry protocol error codes. The dispatcher is the one place that
+turns them into `error` messages; clients may raise or catch them too."""
 
 from __future__ import annotations
 
-from enum import StrEnum
+from .codes import RETRYABLE, ErrorCode
+from .outbound import ErrorDetail, ErrorInfo
 
 
-class ErrorCode(StrEnum):
-    INVALID_JSON = "invalid_json"
-    INVALID_MESSAGE = "invalid_message"
-    UNKNOWN_TYPE = "unknown_type"
-    UNSUPPORTED_VERSION = "unsupported_version"
-    PAYLOAD_TOO_LARGE = "payload_too_large"
-    RATE_LIMITED = "rate_limited"
-    BUSY = "busy"
-    DUPLICATE_CONFLICT = "duplicate_conflict"
-    RESUME_GAP = "resume_gap"
-    LLM_UNAVAILABLE = "llm_unavailable"
-    LLM_TIMEOUT = "llm_timeout"
-    INTERNAL_ERROR = "internal_error"
+class BotError(Exception):
+    code: ErrorCode = ErrorCode.INTERNAL_ERROR
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reply_to: str | None = None,
+        details: list[ErrorDetail] | None = None,
+        retry_after_ms: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        # Only set where no validated message exists to take the id from (codec errors).
+        self.reply_to = reply_to
+        self.details = details
+        self.retry_after_ms = retry_after_ms
+
+    @property
+    def retryable(self) -> bool:
+        return RETRYABLE[self.code]
+
+    def info(self) -> ErrorInfo:
+        return ErrorInfo(code=self.code, message=self.message, retryable=self.retryable)
 
 
-# Whether sending the same request again, unchanged, can succeed.
-RETRYABLE: dict[ErrorCode, bool] = {
-    ErrorCode.INVALID_JSON: False,
-    ErrorCode.INVALID_MESSAGE: False,
-    ErrorCode.UNKNOWN_TYPE: False,
-    ErrorCode.UNSUPPORTED_VERSION: False,
-    ErrorCode.PAYLOAD_TOO_LARGE: False,
-    ErrorCode.RATE_LIMITED: True,
-    ErrorCode.BUSY: True,
-    ErrorCode.DUPLICATE_CONFLICT: False,
-    ErrorCode.RESUME_GAP: False,
-    ErrorCode.LLM_UNAVAILABLE: True,
-    ErrorCode.LLM_TIMEOUT: True,
-    ErrorCode.INTERNAL_ERROR: True,
-}
+class InvalidJson(BotError):
+    code = ErrorCode.INVALID_JSON
+
+
+class InvalidMessage(BotError):
+    code = ErrorCode.INVALID_MESSAGE
+
+
+class UnknownType(BotError):
+    code = ErrorCode.UNKNOWN_TYPE
+
+
+class UnsupportedVersion(BotError):
+    code = ErrorCode.UNSUPPORTED_VERSION
+
+
+class PayloadTooLarge(BotError):
+    code = ErrorCode.PAYLOAD_TOO_LARGE
+
+
+class RateLimited(BotError):
+    code = ErrorCode.RATE_LIMITED
+
+
+class Busy(BotError):
+    code = ErrorCode.BUSY
+
+
+class DuplicateConflict(BotError):
+    code = ErrorCode.DUPLICATE_CONFLICT
+
+
+class ResumeGap(BotError):
+    code = ErrorCode.RESUME_GAP
+
+
+class LlmUnavailable(BotError):
+    code = ErrorCode.LLM_UNAVAILABLE
+
+
+class LlmTimeout(BotError):
+    code = ErrorCode.LLM_TIMEOUT
+
+
+class InternalError(BotError):
+    code = ErrorCode.INTERNAL_ERROR

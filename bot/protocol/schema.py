@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .client import CLIENT_ADAPTER
-from .server import SERVER_ADAPTER
+from .inbound import CLIENT_ADAPTER
+from .outbound import BOT_ADAPTER
+from .version import PROTOCOL_VERSION
 
 
 def protocol_schema() -> dict[str, Any]:
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "lkbot wire protocol v1",
+        "title": f"lkbot wire protocol v{PROTOCOL_VERSION}",
         "client_to_bot": CLIENT_ADAPTER.json_schema(),
-        "bot_to_client": SERVER_ADAPTER.json_schema(),
+        "bot_to_client": BOT_ADAPTER.json_schema(),
     }
 
 

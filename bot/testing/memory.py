@@ -7,10 +7,10 @@ import json
 from collections import defaultdict
 from typing import Any
 
+from ..core.transport import Packet, PacketSink, Peer
 from ..protocol.chunking import Reassembler, receive
-from ..protocol.codec import parse_server
-from ..protocol.server import ServerMessage
-from ..transport import Packet, PacketSink, Peer
+from ..protocol.codec import parse_bot_message
+from ..protocol.outbound import BotMessage
 
 
 class MemoryTransport:
@@ -43,15 +43,15 @@ class MemoryTransport:
         assert self.sink is not None, "attach a sink first"
         self.sink.on_packet(Packet(sender=sender, topic=topic, data=data))
 
-    def messages(self, identity: str) -> list[ServerMessage]:
+    def messages(self, identity: str) -> list[BotMessage]:
         return reassemble([p for _, p in self.sent[identity]])
 
     async def wait_for(
         self, identity: str, predicate: Any, timeout: float = 10.0
-    ) -> list[ServerMessage]:
+    ) -> list[BotMessage]:
         """Wait (bounded) until the recipient's messages satisfy `predicate`."""
 
-        async def until() -> list[ServerMessage]:
+        async def until() -> list[BotMessage]:
             async with self._arrived:
                 while True:
                     msgs = self.messages(identity)
@@ -62,8 +62,8 @@ class MemoryTransport:
         return await asyncio.wait_for(until(), timeout)
 
 
-def reassemble(payloads: list[str]) -> list[ServerMessage]:
+def reassemble(payloads: list[str]) -> list[BotMessage]:
     """Bot packets -> messages, joining chunk frames the way a client must."""
     frames = Reassembler(max_bytes=64 * 2**20, max_pending=64)
     wholes = (receive(frames, payload) for payload in payloads)
-    return [parse_server(whole) for whole in wholes if whole is not None]
+    return [parse_bot_message(whole) for whole in wholes if whole is not None]

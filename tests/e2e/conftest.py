@@ -5,10 +5,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 
-from bot import devserver
-from bot.client import BotClient
+from bot.client.bot_client import BotClient
 from bot.config import Settings
-from bot.tokens import mint_token
+from bot.dev import livekit_server
+from bot.room.tokens import mint_token
 
 from .procs import Proc, start_llm_server, start_worker
 
@@ -27,8 +27,8 @@ def _clean_env() -> None:
 
 
 @pytest.fixture(scope="session")
-def lk() -> Iterator[devserver.DevServer]:
-    server = devserver.start()
+def lk() -> Iterator[livekit_server.DevServer]:
+    server = livekit_server.start()
     yield server
     server.stop()
 
@@ -41,14 +41,14 @@ def llm_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def worker(lk: devserver.DevServer, llm_url: str) -> Iterator[Proc]:
+def worker(lk: livekit_server.DevServer, llm_url: str) -> Iterator[Proc]:
     """The automatic-dispatch worker most tests talk to."""
     proc = start_worker(lk, llm_url)
     yield proc
     proc.stop()
 
 
-def settings_for(lk: devserver.DevServer, agent_name: str = "") -> Settings:
+def settings_for(lk: livekit_server.DevServer, agent_name: str = "") -> Settings:
     return Settings(
         livekit_url=lk.url,
         livekit_api_key=lk.api_key,
@@ -63,7 +63,7 @@ def room() -> str:
 
 
 @pytest.fixture
-async def connect(lk: devserver.DevServer) -> AsyncIterator[Connect]:
+async def connect(lk: livekit_server.DevServer) -> AsyncIterator[Connect]:
     clients: list[BotClient] = []
 
     async def make(

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.devserver import DevServer, free_port
-from bot.processes import wait_until
+from bot.dev.livekit_server import DevServer
+from bot.dev.processes import free_port, stop_process, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,14 +21,7 @@ class Proc:
     log: Path
 
     def stop(self, timeout: float = 20.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout)
-        return self.process.returncode
+        return stop_process(self.process, timeout)
 
     def text(self) -> str:
         return self.log.read_text(errors="replace")

@@ -11,9 +11,9 @@ import sys
 
 from livekit import api, rtc
 
-from bot.client import BotClient
-from bot.devserver import DevServer
-from bot.protocol.server import Error, HistoryPage, TurnEnd
+from bot.client.bot_client import BotClient
+from bot.dev.livekit_server import DevServer
+from bot.protocol.outbound import Error, HistoryPage, TurnEnd
 
 from ..harness import script
 from .conftest import Connect, settings_for
@@ -26,7 +26,7 @@ async def test_two_clients_exchange_a_reliable_packet(lk: DevServer, room: str) 
     got: asyncio.Future[rtc.DataPacket] = asyncio.get_running_loop().create_future()
     b.on("data_received", lambda p: got.done() or got.set_result(p))
     s = settings_for(lk)
-    from bot.tokens import mint_token
+    from bot.room.tokens import mint_token
 
     await a.connect(lk.url, mint_token(s, room=room, identity="a"))
     await b.connect(lk.url, mint_token(s, room=room, identity="b"))

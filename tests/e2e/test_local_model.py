@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.devserver import DevServer
-from bot.protocol.server import TurnEnd
+from bot.dev.livekit_server import DevServer
+from bot.protocol.outbound import TurnEnd
 
 from .conftest import Connect
 from .procs import start_worker

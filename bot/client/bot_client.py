@@ -1,0 +1,218 @@
+"""A protocol client over a real `rtc.Room`: what a chat widget does, in Python.
+
+Used by `python -m bot chat`, the end-to-end tests and the benchmarks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from livekit import rtc
+
+from ..protocol.chunking import Reassembler, receive, split
+from ..protocol.codec import parse_bot_message
+from ..protocol.outbound import Ack, BotMessage, Error, SessionReady, TurnEnd, TurnReply
+
+DIRECT = {"ack", "session.ready", "history.page", "pong", "error"}
+CLIENT_MAX_MESSAGE_BYTES = 64 * 2**20  # what we accept from the bot; it is trusted
+Pred = Callable[[list[BotMessage]], bool]
+
+
+@dataclass
+class TurnResult:
+    request_id: str
+    answer: BotMessage  # the ack, or an error if the message was refused
+    events: list[BotMessage] = field(default_factory=list)
+
+    @property
+    def end(self) -> TurnEnd | None:
+        last = self.events[-1] if self.events else None
+        return last if isinstance(last, TurnEnd) else None
+
+    @property
+    def reply(self) -> str | None:
+        return next((e.text for e in self.events if isinstance(e, TurnReply)), None)
+
+
+class BotClient:
+    def __init__(
+        self, *, topic: str = "lkbot", agent_name: str | None = None, max_packet: int = 15000
+    ) -> None:
+        self.room = rtc.Room()
+        self.topic = topic
+        self.agent_name = agent_name
+        self.max_packet = max_packet
+        self.messages: list[BotMessage] = []
+        self.raw: list[rtc.DataPacket] = []  # every packet received, any topic
+        self._frames = Reassembler(max_bytes=CLIENT_MAX_MESSAGE_BYTES, max_pending=64)
+        self._waiters: list[tuple[Pred, asyncio.Future[list[BotMessage]]]] = []
+        self._ids = itertools.count(1)
+        self._prefix = secrets.token_hex(3)
+        self.on_message: Callable[[BotMessage], None] | None = None
+        self.ready: SessionReady | None = None
+        self.sent_ids: list[str] = []
+        self.room.on("data_received", self._on_data)
+
+    @property
+    def identity(self) -> str:
+        return self.room.local_participant.identity
+
+    def new_id(self) -> str:
+        return f"{self._prefix}-{next(self._ids)}"
+
+    async def connect(
+        self, url: str, token: str, *, agent_timeout: float = 30.0, handshake: bool = True
+    ) -> str:
+        """Join the room, wait (bounded) for the bot, and handshake; returns its identity."""
+        await self.room.connect(url, token, rtc.RoomOptions(auto_subscribe=False))
+        # Non-publishers' joins reach others in 3 s batches; an attribute change is
+        # broadcast at once, so the bot learns of us now rather than in 3 s.
+        await self.room.local_participant.set_attributes({"lkbot.client": "1"})
+        agent = await asyncio.wait_for(self._wait_agent(), agent_timeout)
+        if handshake:
+            self.ready = await self.hello()
+        return agent
+
+    async def hello(self, *, attempts: int = 8, first_wait: float = 0.25) -> SessionReady:
+        """`session.hello` until `session.ready` arrives.
+
+        A packet sent in the first moments after joining can reach the bot before
+        the bot has seen its sender join; the bot cannot tell who sent it and drops
+        it. Each try uses a new id, so no message goes unanswered once it is seen."""
+        wait = first_wait
+        for _ in range(attempts):
+            msg_id = await self.send({"type": "session.hello", "client": {"name": "lkbot-client"}})
+            try:
+                await self.wait_for(self._answered(msg_id), wait)
+            except TimeoutError:
+                wait = min(wait * 2, 4.0)
+                continue
+            answer = self.answer_to(msg_id)
+            if not isinstance(answer, SessionReady):
+                raise RuntimeError(f"session.hello was refused: {answer}")
+            return answer
+        raise TimeoutError("the bot did not answer session.hello")
+
+    def _agent(self) -> str | None:
+        for p in self.room.remote_participants.values():
+            if p.kind != rtc.ParticipantKind.PARTICIPANT_KIND_AGENT:
+                continue
+            if self.agent_name is None or p.attributes.get("lk.agent.name") == self.agent_name:
+                return p.identity
+        return None
+
+    async def _wait_agent(self) -> str:
+        # The agent's attributes (its name among them) may arrive after it joined.
+        changed = asyncio.Event()
+        joined = self.room.on("participant_connected", lambda *_: changed.set())
+        updated = self.room.on("participant_attributes_changed", lambda *_: changed.set())
+        try:
+            while (agent := self._agent()) is None:
+                changed.clear()
+                await changed.wait()
+            return agent
+        finally:
+            self.room.off("participant_connected", joined)
+            self.room.off("participant_attributes_changed", updated)
+
+    @property
+    def agent(self) -> str:
+        agent = self._agent()
+        if agent is None:
+            raise RuntimeError("the bot is not in the room")
+        return agent
+
+    async def disconnect(self) -> None:
+        await self.room.disconnect()
+
+    # -- sending --
+
+    async def send_raw(self, payload: bytes | str, *, topic: str | None = None) -> None:
+        await self.room.local_participant.publish_data(
+            payload, reliable=True, destination_identities=[self.agent], topic=topic or self.topic
+        )
+
+    async def send(self, body: dict[str, Any]) -> str:
+        body = {"v": 1, "id": self.new_id(), **body}
+        self.sent_ids.append(str(body["id"]))
+        text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+        if len(text.encode()) <= self.max_packet:
+            await self.send_raw(text)
+        else:
+            for frame in split(text, of=body["id"], max_packet=self.max_packet):
+                await self.send_raw(frame)
+        return str(body["id"])
+
+    # -- receiving --
+
+    def _on_data(self, packet: rtc.DataPacket) -> None:
+        self.raw.append(packet)
+        if packet.topic != self.topic:
+            return
+        whole = receive(self._frames, packet.data)
+        if whole is None:
+            return  # a chunk frame; the message is not complete yet
+        msg = parse_bot_message(whole)
+        self.messages.append(msg)
+        if self.on_message is not None:
+            self.on_message(msg)
+        for waiter in list(self._waiters):
+            pred, fut = waiter
+            if not fut.done() and pred(self.messages):
+                fut.set_result(self.messages)
+                self._waiters.remove(waiter)
+
+    async def wait_for(self, pred: Pred, timeout: float = 30.0) -> list[BotMessage]:
+        if pred(self.messages):
+            return self.messages
+        fut: asyncio.Future[list[BotMessage]] = asyncio.get_running_loop().create_future()
+        waiter = (pred, fut)
+        self._waiters.append(waiter)
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+    def _answered(self, msg_id: str) -> Pred:
+        return lambda _: self.answer_to(msg_id) is not None
+
+    def answer_to(self, msg_id: str) -> BotMessage | None:
+        return next(
+            (
+                m
+                for m in self.messages
+                if m.type in DIRECT and getattr(m, "reply_to", None) == msg_id
+            ),
+            None,
+        )
+
+    async def request(self, type_: str, timeout: float = 30.0, **fields: Any) -> BotMessage:
+        """Send one message and wait for its direct answer."""
+        msg_id = await self.send({"type": type_, **fields})
+        await self.wait_for(self._answered(msg_id), timeout)
+        answer = self.answer_to(msg_id)
+        assert answer is not None
+        return answer
+
+    def turn_events(self, turn: str) -> list[BotMessage]:
+        return [m for m in self.messages if m.type.startswith("turn.") and m.turn == turn]  # type: ignore[union-attr]
+
+    async def chat(self, text: str, timeout: float = 60.0, **fields: Any) -> TurnResult:
+        """Send a chat message and wait for its turn to end (or for its refusal)."""
+        answer = await self.request("chat.message", timeout, text=text, **fields)
+        result = TurnResult(request_id=getattr(answer, "reply_to", None) or "", answer=answer)
+        if isinstance(answer, Error) or not isinstance(answer, Ack) or answer.turn is None:
+            return result
+        turn = answer.turn
+        await self.wait_for(
+            lambda _: any(e.type == "turn.end" for e in self.turn_events(turn)), timeout
+        )
+        result.events = self.turn_events(turn)
+        return result

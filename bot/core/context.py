@@ -1,0 +1,34 @@
+"""What a handler gets: its sender's conversation, shared services, and `reply`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config import Settings
+from ..protocol.outbound import BotEnvelope
+from ..turns.engine import TurnEngine
+from .conversation import Conversation
+
+
+@dataclass(frozen=True)
+class Services:
+    """Shared by every sender in one room."""
+
+    settings: Settings
+    engine: TurnEngine
+
+
+@dataclass(frozen=True)
+class Context:
+    conversation: Conversation
+    services: Services
+    msg_id: str
+    topic: str
+
+    @property
+    def settings(self) -> Settings:
+        return self.services.settings
+
+    def reply(self, msg: BotEnvelope) -> None:
+        """Send the direct answer to the message being handled."""
+        self.conversation.outbox.put(msg.model_copy(update={"reply_to": self.msg_id}), self.topic)

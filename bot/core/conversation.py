@@ -1,0 +1,58 @@
+"""Everything the bot keeps for one sender in one room."""
+
+from __future__ import annotations
+
+import asyncio
+
+from ..config import Settings
+from ..protocol.chunking import Reassembler
+from ..protocol.errors import BotError
+from ..protocol.outbound import Error
+from ..turns.engine import TurnEngine
+from ..turns.queue import TurnQueue
+from .history import History
+from .idempotency import IdempotencyWindow
+from .outbox import Outbox
+from .ratelimit import TokenBucket
+from .transport import Packet, Transport
+
+
+class Conversation:
+    def __init__(
+        self, identity: str, settings: Settings, transport: Transport, engine: TurnEngine
+    ) -> None:
+        self.identity = identity
+        self.outbox = Outbox(transport, identity, max_packet=settings.max_packet)
+        self.history = History(settings.history_max_items)
+        self.ids = IdempotencyWindow(settings.dedupe_window)
+        self.bucket = TokenBucket(burst=settings.rate_burst, per_second=settings.rate_per_second)
+        self.chunks = Reassembler(max_bytes=settings.max_message_bytes)
+        self.turns = TurnQueue(engine, self.outbox, self.history)
+        self.inbox: asyncio.Queue[Packet] = asyncio.Queue()
+        self.reader: asyncio.Task[None] | None = None
+
+    def send_error(self, error: BotError, *, reply_to: str | None, topic: str) -> None:
+        self.outbox.put(
+            Error(
+                code=error.code,
+                message=error.message,
+                retryable=error.retryable,
+                details=error.details,
+                retry_after_ms=error.retry_after_ms,
+                reply_to=reply_to,
+            ),
+            topic,
+        )
+
+    async def aclose(self, *, reason: str, notify: bool, timeout: float = 5.0) -> None:
+        """End every turn; with `notify`, the sender still gets each `turn.end`."""
+        if not notify:
+            await self.outbox.aclose()
+        self.turns.cancel_all(reason)
+        await self.turns.wait_idle(timeout)
+        if self.reader is not None:
+            self.reader.cancel()
+            await asyncio.gather(self.reader, return_exceptions=True)
+        if notify:
+            await self.outbox.flush(timeout)
+            await self.outbox.aclose()

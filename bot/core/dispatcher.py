@@ -1,0 +1,117 @@
+"""Packets in, handlers called, errors out: the one place exceptions become `error` messages."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from ..config import Settings
+from ..handlers import HANDLERS
+from ..protocol.codec import decode, peek_id
+from ..protocol.errors import BotError, InternalError, InvalidMessage, RateLimited
+from ..protocol.inbound import ChunkFrame, ClientMessage
+from ..turns.engine import TurnEngine
+from .context import Context, Services
+from .conversation import Conversation
+from .transport import Packet, Transport
+
+log = logging.getLogger(__name__)
+
+
+class Dispatcher:
+    """Serves every sender in one room. Each sender's packets are handled in order."""
+
+    def __init__(self, settings: Settings, transport: Transport, engine: TurnEngine) -> None:
+        self._settings = settings
+        self._transport = transport
+        self._services = Services(settings=settings, engine=engine)
+        self._topics = frozenset(settings.topics)
+        self._conversations: dict[str, Conversation] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    @property
+    def conversations(self) -> dict[str, Conversation]:
+        return self._conversations
+
+    # -- transport callbacks (sync: they only queue work) --
+
+    def on_packet(self, packet: Packet) -> None:
+        if self._closed or packet.topic not in self._topics:
+            return
+        if packet.sender is None:
+            # A server SDK's packet, or one from a participant the room has not
+            # announced yet: either way there is nobody to answer. Clients
+            # handshake with session.hello (retried) before anything else.
+            log.info("ignoring a data packet with no known sender (server SDK or not yet joined)")
+            return
+        conv = self._conversations.get(packet.sender)
+        if conv is None:
+            conv = self._conversations[packet.sender] = Conversation(
+                packet.sender, self._settings, self._transport, self._services.engine
+            )
+            conv.reader = asyncio.create_task(self._read(conv), name="sender-reader")
+        if conv.inbox.qsize() >= self._settings.rate_burst * 2:
+            # A flood: answer now instead of letting the inbox grow without bound.
+            err = RateLimited("too many messages; slow down", retry_after_ms=1000)
+            conv.send_error(err, reply_to=peek_id(packet.data), topic=packet.topic)
+            return
+        conv.inbox.put_nowait(packet)
+
+    def on_participant_left(self, identity: str) -> None:
+        conv = self._conversations.pop(identity, None)
+        if conv is None:
+            return
+        task = asyncio.create_task(conv.aclose(reason="participant_left", notify=False))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def aclose(self, *, timeout: float = 5.0) -> None:
+        """Shut down: every running turn ends (`cancelled`, reason `shutdown`), sent."""
+        if self._closed:
+            return
+        self._closed = True
+        conversations = list(self._conversations.values())
+        self._conversations.clear()
+        await asyncio.gather(
+            *(s.aclose(reason="shutdown", notify=True, timeout=timeout) for s in conversations),
+            *self._closing,
+            return_exceptions=True,
+        )
+
+    # -- per-sender processing --
+
+    async def _read(self, conv: Conversation) -> None:
+        while True:
+            packet = await conv.inbox.get()
+            for of in conv.chunks.expire():
+                err = InvalidMessage("chunked message expired before all its frames arrived")
+                conv.send_error(err, reply_to=of, topic=packet.topic)
+            await self._handle(conv, packet)
+
+    async def _handle(self, conv: Conversation, packet: Packet) -> None:
+        reply_to: str | None = None
+        try:
+            wait_ms = conv.bucket.take()
+            if wait_ms:
+                reply_to = peek_id(packet.data)
+                raise RateLimited("too many messages; slow down", retry_after_ms=wait_ms)
+            msg: ClientMessage = decode(packet.data, max_bytes=self._settings.max_packet)
+            reply_to = msg.id
+            if isinstance(msg, ChunkFrame):
+                reply_to = msg.of
+                whole = conv.chunks.feed(msg)
+                if whole is None:
+                    return  # frames are framing, not messages: no answer of their own
+                msg = decode(whole, max_bytes=self._settings.max_message_bytes)
+                reply_to = msg.id
+                if isinstance(msg, ChunkFrame):
+                    raise InvalidMessage("a chunked message cannot itself be a chunk frame")
+            ctx = Context(conv, self._services, msg.id, packet.topic)
+            await HANDLERS[type(msg)](msg, ctx)
+        except BotError as e:
+            conv.send_error(e, reply_to=e.reply_to or reply_to, topic=packet.topic)
+        except Exception:
+            log.exception("handler failed")
+            err = InternalError("the bot hit an internal error handling this message")
+            conv.send_error(err, reply_to=reply_to, topic=packet.topic)

@@ -1,0 +1,59 @@
+"""One conversation's bounded history, for the LLM context and for `history.get`."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import JsonValue
+
+from ..protocol.outbound import HistoryItem
+from .clock import now_ms
+
+
+@dataclass(frozen=True)
+class Entry:
+    role: Literal["user", "assistant"]
+    text: str
+    ts: int
+    turn: str
+    metadata: dict[str, JsonValue] | None = None
+
+
+class History:
+    def __init__(self, max_items: int) -> None:
+        self._items: deque[Entry] = deque(maxlen=max_items)
+
+    def add(
+        self,
+        role: Literal["user", "assistant"],
+        text: str,
+        turn: str,
+        metadata: dict[str, JsonValue] | None = None,
+    ) -> None:
+        self._items.append(Entry(role=role, text=text, ts=now_ms(), turn=turn, metadata=metadata))
+
+    def recent(self, n: int) -> list[Entry]:
+        items = list(self._items)[-n:]
+        # Never open the context with an assistant line cut from its question.
+        while items and items[0].role == "assistant":
+            items.pop(0)
+        return items
+
+    def page(self, *, limit: int, before: str | None) -> tuple[list[HistoryItem], bool]:
+        """Up to `limit` items, oldest first, older than turn `before` (if given)."""
+        items = list(self._items)
+        if before is not None:
+            cut = next((i for i, e in enumerate(items) if e.turn == before), len(items))
+            items = items[:cut]
+        more = len(items) > limit
+        chosen = items[-limit:]
+        page = [
+            HistoryItem(role=e.role, text=e.text, ts=e.ts, turn=e.turn, metadata=e.metadata)
+            for e in chosen
+        ]
+        return page, more
+
+    def clear(self) -> None:
+        self._items.clear()

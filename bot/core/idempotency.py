@@ -1,0 +1,46 @@
+"""A bounded window of one sender's message ids: a retried id starts nothing new."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from ..protocol.errors import DuplicateConflict
+
+
+def fingerprint(body: dict[str, Any]) -> str:
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Seen:
+    turn: str | None
+
+
+class IdempotencyWindow:
+    """The last N client ids of one sender, each with a fingerprint of its message."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._seen: OrderedDict[str, tuple[str, str | None]] = OrderedDict()
+
+    def check(self, msg_id: str, print_: str) -> Seen | None:
+        """None if the id is new. Raises DuplicateConflict if it named another message."""
+        entry = self._seen.get(msg_id)
+        if entry is None:
+            return None
+        if entry[0] != print_:
+            raise DuplicateConflict(
+                f"id {msg_id!r} was already used for a different message; use a new id"
+            )
+        return Seen(turn=entry[1])
+
+    def remember(self, msg_id: str, print_: str, turn: str | None = None) -> None:
+        self._seen[msg_id] = (print_, turn)
+        self._seen.move_to_end(msg_id)
+        while len(self._seen) > self._size:
+            self._seen.popitem(last=False)

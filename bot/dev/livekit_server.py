@@ -1,0 +1,99 @@
+"""A loopback-only livekit-server for development, tests and benchmarks.
+
+Started from the config the project ships (config/livekit-loopback.yaml) on free
+ports; never reachable from outside 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import string
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .processes import free_port, stop_process, wait_http_ok
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG_TEMPLATE = ROOT / "config" / "livekit-loopback.yaml"
+INSTALL_HINT = "run scripts/install-livekit-server.sh (or `make setup`)"
+# variables that would make the server (or anything it starts) look elsewhere
+_SCRUB = (
+    "LIVEKIT_URL",
+    "LIVEKIT_API_KEY",
+    "LIVEKIT_API_SECRET",
+    "LIVEKIT_KEYS",
+    "LIVEKIT_CONFIG",
+    "REDIS_HOST",
+    "NODE_IP",
+    "UDP_PORT",
+)
+
+
+def find_binary() -> Path:
+    candidates = [
+        os.environ.get("LIVEKIT_SERVER_BIN"),
+        str(ROOT / ".tools/bin/livekit-server"),
+        shutil.which("livekit-server"),
+    ]
+    for c in candidates:
+        if c and Path(c).is_file() and os.access(c, os.X_OK):
+            return Path(c)
+    raise FileNotFoundError(f"livekit-server not found: {INSTALL_HINT}")
+
+
+@dataclass
+class DevServer:
+    url: str
+    api_key: str
+    api_secret: str
+    process: subprocess.Popen[bytes]
+    workdir: Path
+
+    def stop(self, timeout: float = 10.0) -> None:
+        stop_process(self.process, timeout)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def start(*, log_level: str = "warn", timeout: float = 30.0) -> DevServer:
+    """Start the server and wait (bounded) until its health check answers OK."""
+    binary = find_binary()
+    port, tcp_port, udp_port = free_port(), free_port(), free_port(socket.SOCK_DGRAM)
+    api_key, api_secret = "devkey", secrets.token_urlsafe(32)
+    workdir = Path(tempfile.mkdtemp(prefix="lkbot-server-"))
+    config = string.Template(CONFIG_TEMPLATE.read_text()).substitute(
+        port=port,
+        tcp_port=tcp_port,
+        udp_port=udp_port,
+        api_key=api_key,
+        api_secret=api_secret,
+        log_level=log_level,
+    )
+    (workdir / "livekit.yaml").write_text(config)
+    env = {k: v for k, v in os.environ.items() if k not in _SCRUB}
+    with (workdir / "livekit-server.log").open("wb") as log:
+        process = subprocess.Popen(
+            [str(binary), "--config", str(workdir / "livekit.yaml")],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    server = DevServer(f"ws://127.0.0.1:{port}", api_key, api_secret, process, workdir)
+    try:
+        wait_http_ok(
+            f"http://127.0.0.1:{port}/",
+            process,
+            workdir / "livekit-server.log",
+            what="livekit-server",
+            timeout=timeout,
+            accept=lambda b: b.strip() == b"OK",
+        )
+    except BaseException:
+        server.stop()
+        raise
+    return server

@@ -1,0 +1,2 @@
+"""LiveKit: the worker that joins rooms (`worker`), the Transport over `rtc.Room`
+(`rtc_transport`), client tokens (`tokens`)."""

@@ -1,0 +1,99 @@
+"""One turn's events on the wire, to the one sender the turn belongs to."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import JsonValue
+
+from ..core.outbox import Outbox
+from ..protocol.outbound import (
+    ErrorInfo,
+    ToolStatus,
+    TurnDelta,
+    TurnEnd,
+    TurnEndStatus,
+    TurnReply,
+    TurnStart,
+    TurnStatus,
+    TurnToolCall,
+    TurnToolResult,
+    Usage,
+)
+from .turn import Turn
+
+
+class TurnEmitter:
+    """Sends one turn's events; guarantees at most one `turn.end`."""
+
+    def __init__(self, outbox: Outbox, turn: Turn) -> None:
+        self._outbox = outbox
+        self._turn = turn
+        self.ended = False
+
+    def _put(
+        self,
+        msg: TurnStart
+        | TurnStatus
+        | TurnDelta
+        | TurnToolCall
+        | TurnToolResult
+        | TurnReply
+        | TurnEnd,
+    ) -> None:
+        if not self.ended:
+            self._outbox.put(msg, self._turn.topic)
+
+    def start(self) -> None:
+        self._put(TurnStart(turn=self._turn.id, reply_to=self._turn.request_id))
+
+    def status(self, state: Literal["thinking", "tool", "writing"]) -> None:
+        self._put(TurnStatus(state=state, turn=self._turn.id, reply_to=self._turn.request_id))
+
+    def delta(self, text: str) -> None:
+        self._put(TurnDelta(text=text, turn=self._turn.id, reply_to=self._turn.request_id))
+
+    def tool_call(self, call_id: str, name: str, arguments: JsonValue | None) -> None:
+        self._put(
+            TurnToolCall(
+                call_id=call_id,
+                name=name,
+                arguments=arguments,
+                turn=self._turn.id,
+                reply_to=self._turn.request_id,
+            )
+        )
+
+    def tool_result(self, call_id: str, status: ToolStatus, output: str | None) -> None:
+        self._put(
+            TurnToolResult(
+                call_id=call_id,
+                status=status,
+                output=output,
+                turn=self._turn.id,
+                reply_to=self._turn.request_id,
+            )
+        )
+
+    def reply(self, text: str) -> None:
+        self._put(TurnReply(text=text, turn=self._turn.id, reply_to=self._turn.request_id))
+
+    def end(
+        self,
+        status: TurnEndStatus,
+        *,
+        reason: str | None = None,
+        usage: Usage | None = None,
+        error: ErrorInfo | None = None,
+    ) -> None:
+        self._put(
+            TurnEnd(
+                status=status,
+                reason=reason,
+                usage=usage,
+                error=error,
+                turn=self._turn.id,
+                reply_to=self._turn.request_id,
+            )
+        )
+        self.ended = True

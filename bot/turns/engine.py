@@ -1,0 +1,194 @@
+"""The turn engine: one chat turn through the LLM, with tool calls, as protocol events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from livekit.agents import APIConnectOptions, APIError, APITimeoutError, llm
+from livekit.agents.llm.tool_context import FunctionToolInfo
+from livekit.agents.llm.utils import execute_function_call
+from pydantic import JsonValue
+
+from ..config import Settings
+from ..core.history import History
+from ..protocol.errors import BotError, InternalError, LlmTimeout, LlmUnavailable
+from ..protocol.outbound import ToolInfo, ToolStatus, Usage
+from .coalescer import DeltaCoalescer
+from .emitter import TurnEmitter
+from .turn import _CURRENT, Turn
+
+log = logging.getLogger(__name__)
+
+# Between two text-bearing LLM steps (text, tool call, more text), so that the
+# streamed deltas still concatenate to exactly the final reply.
+STEP_SEPARATOR = "\n\n"
+
+
+def classify_llm_error(exc: BaseException) -> BotError:
+    chain: BaseException | None = exc
+    while chain is not None:
+        if isinstance(chain, APITimeoutError | TimeoutError):
+            return LlmTimeout("the language model did not answer in time")
+        chain = chain.__cause__ or chain.__context__
+    return LlmUnavailable("the language model is unavailable; try again shortly")
+
+
+def _description(tool: llm.FunctionTool[..., Any] | llm.RawFunctionTool[..., Any]) -> str:
+    info = tool.info
+    if isinstance(info, FunctionToolInfo):
+        return info.description or ""
+    return str(info.raw_schema.get("description", ""))
+
+
+def _parse_arguments(raw: str) -> JsonValue:
+    try:
+        value: JsonValue = json.loads(raw or "{}")
+    except json.JSONDecodeError:
+        return raw
+    return value
+
+
+class TurnEngine:
+    def __init__(self, settings: Settings, model: llm.LLM[Any], tools: Sequence[llm.Tool]) -> None:
+        self._settings = settings
+        self._llm = model
+        self._tools = list(tools)
+        self._tool_ctx = llm.ToolContext(self._tools)
+        self._system_prompt = settings.system_prompt()
+        self._conn = APIConnectOptions(
+            max_retry=settings.llm_retries, retry_interval=0.5, timeout=settings.llm_timeout
+        )
+
+    def tool_infos(self) -> list[ToolInfo]:
+        return [
+            ToolInfo(name=name, description=_description(tool))
+            for name, tool in self._tool_ctx.function_tools.items()
+        ]
+
+    def _chat_context(self, history: History) -> llm.ChatContext:
+        ctx = llm.ChatContext.empty()
+        ctx.add_message(role="system", content=self._system_prompt)
+        for entry in history.recent(self._settings.context_max_items):
+            ctx.add_message(role=entry.role, content=entry.text)
+        return ctx
+
+    async def run(self, turn: Turn, emit: TurnEmitter, history: History) -> None:
+        """Run a started turn to its `turn.end`; never raises, also when cancelled."""
+        usage: Usage | None = None  # only what the endpoint reports
+        text_parts: list[str] = []
+        coalescer = DeltaCoalescer(
+            emit,
+            interval=self._settings.delta_interval_ms / 1000,
+            max_chars=self._settings.delta_max_chars,
+        )
+        _CURRENT.set(turn)  # the turn's own task: tools called from it see it
+        try:
+            emit.status("thinking")
+            chat_ctx = self._chat_context(history)
+            for step in range(self._settings.max_tool_steps + 1):
+                tools = self._tools if step < self._settings.max_tool_steps else []
+                first_part = len(text_parts)
+                calls, usage = await self._llm_step(
+                    chat_ctx, tools, emit, coalescer, text_parts, usage
+                )
+                if not calls:
+                    break
+                coalescer.flush()
+                step_text = "".join(text_parts[first_part:]).removeprefix(STEP_SEPARATOR)
+                if step_text:
+                    chat_ctx.add_message(role="assistant", content=step_text)
+                emit.status("tool")
+                for call in calls:
+                    await self._run_tool(call, emit, chat_ctx)
+                emit.status("thinking")
+            coalescer.flush()
+            reply = "".join(text_parts)
+            emit.reply(reply)
+            history.add("assistant", reply, turn.id)
+            emit.end("completed", usage=usage)
+        except asyncio.CancelledError:
+            coalescer.flush()
+            emit.end("cancelled", reason=turn.cancel_reason or "cancelled", usage=usage)
+        except (APIError, TimeoutError) as e:
+            coalescer.flush()
+            err = classify_llm_error(e)
+            log.warning("turn failed: %s (%s)", err.code, type(e).__name__)
+            emit.end("failed", reason=err.code, usage=usage, error=err.info())
+        except Exception:
+            coalescer.flush()
+            log.exception("turn failed with an internal error")
+            err = InternalError("the bot hit an internal error during this turn")
+            emit.end("failed", reason=err.code, usage=usage, error=err.info())
+
+    async def _llm_step(
+        self,
+        chat_ctx: llm.ChatContext,
+        tools: list[llm.Tool],
+        emit: TurnEmitter,
+        coalescer: DeltaCoalescer,
+        text_parts: list[str],
+        usage: Usage | None,
+    ) -> tuple[list[llm.FunctionToolCall], Usage | None]:
+        calls: list[llm.FunctionToolCall] = []
+        had_text = bool(text_parts)
+        step_started = False
+        async with self._llm.chat(
+            chat_ctx=chat_ctx, tools=tools, conn_options=self._conn
+        ) as stream:
+            async for chunk in stream:
+                if chunk.usage is not None:
+                    before = usage or Usage()
+                    usage = Usage(
+                        prompt_tokens=before.prompt_tokens + chunk.usage.prompt_tokens,
+                        completion_tokens=before.completion_tokens + chunk.usage.completion_tokens,
+                        total_tokens=before.total_tokens + chunk.usage.total_tokens,
+                    )
+                if chunk.delta is None:
+                    continue
+                if chunk.delta.content:
+                    text = chunk.delta.content
+                    if not step_started:
+                        step_started = True
+                        coalescer.flush()
+                        emit.status("writing")
+                        if had_text:
+                            text = STEP_SEPARATOR + text
+                    text_parts.append(text)
+                    coalescer.push(text)
+                calls.extend(chunk.delta.tool_calls)
+        return calls, usage
+
+    async def _run_tool(
+        self, call: llm.FunctionToolCall, emit: TurnEmitter, chat_ctx: llm.ChatContext
+    ) -> None:
+        level = self._settings.tool_event_level(call.name)
+        if level != "hidden":
+            args = _parse_arguments(call.arguments) if level == "full" else None
+            emit.tool_call(call.call_id, call.name, args)
+        fnc_call = llm.FunctionCall(call_id=call.call_id, name=call.name, arguments=call.arguments)
+        status: ToolStatus
+        try:
+            async with asyncio.timeout(self._settings.tool_timeout):
+                result = await execute_function_call(call, self._tool_ctx)
+            output = result.fnc_call_out
+            status = "error" if output.is_error else "ok"
+        except TimeoutError:
+            status = "timeout"
+            output = llm.FunctionCallOutput(
+                name=call.name,
+                call_id=call.call_id,
+                output=f"the tool did not finish within {self._settings.tool_timeout:g}s",
+                is_error=True,
+            )
+        except asyncio.CancelledError:
+            if level != "hidden":
+                emit.tool_result(call.call_id, "cancelled", None)
+            raise
+        if level != "hidden":
+            emit.tool_result(call.call_id, status, output.output if level == "full" else None)
+        chat_ctx.items.append(fnc_call)
+        chat_ctx.items.append(output)
