@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     model: str = "gpt-4o-mini"
     llm_timeout: Annotated[float, Field(gt=0)] = 30.0
     llm_retries: Annotated[int, Field(ge=0, le=5)] = 1
+    turn_timeout: Annotated[float, Field(gt=0)] = 300.0  # a whole turn, tools included
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
     instructions: str = DEFAULT_INSTRUCTIONS
     instructions_file: Path | None = None
@@ -83,7 +84,15 @@ class Settings(BaseSettings):
     # The worker process.
     job_executor: Literal["process", "thread"] = "process"
     http_port: Annotated[int, Field(ge=0, le=65535)] = 8081
-    load_threshold: Annotated[float, Field(gt=0)] = 0.9
+    # Capacity: the worker's load is its rooms against this, never the box's CPU.
+    max_rooms: Annotated[int, Field(ge=1)] = 100
+    # livekit-server's agents.target_load: it sends a room only to a worker whose
+    # load is below it; the load is scaled so that this means max_rooms exactly.
+    livekit_target_load: Annotated[float, Field(gt=0, le=1)] = 0.7
+    # The dispatch watchdog: seconds between scans (0: off), and how long a dispatch
+    # that LiveKit accepted may take to bring its bot before another is made.
+    watchdog_interval: Annotated[float, Field(ge=0)] = 2.0
+    watchdog_grace: Annotated[float, Field(gt=0)] = 15.0
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("topics", "builtin_tools", mode="before")

@@ -43,15 +43,35 @@ def test_reassembler_joins_out_of_order_and_ignores_resent_frames() -> None:
 def test_reassembler_rejects_bad_frames() -> None:
     r = Reassembler(max_bytes=10, max_pending=1)
     with pytest.raises(InvalidMessage):
-        r.feed(_frame("m", 4, 3, "x"))
-    r.feed(_frame("m", 1, 3, "x"))
+        r.feed(_frame("a", 4, 3, "x"))
+    r.feed(_frame("b", 1, 3, "x"))
     with pytest.raises(InvalidMessage):
-        r.feed(_frame("m", 2, 4, "x"))
-    r.feed(_frame("m", 1, 3, "x"))
+        r.feed(_frame("b", 2, 4, "x"))
+    r.feed(_frame("c", 1, 3, "x"))
     with pytest.raises(Busy):
         r.feed(_frame("other", 1, 2, "x"))
     with pytest.raises(PayloadTooLarge):
+        r.feed(_frame("c", 2, 3, "y" * 20))
+
+
+def test_a_refused_chunked_message_is_refused_once() -> None:
+    """Later frames of a message that got an error are dropped without another one."""
+    r = Reassembler(max_bytes=10, max_pending=1)
+    r.feed(_frame("m", 1, 3, "x"))
+    with pytest.raises(Busy):
+        r.feed(_frame("other", 1, 3, "x"))
+    assert r.feed(_frame("other", 2, 3, "x")) is None
+    assert r.feed(_frame("other", 3, 3, "x")) is None
+    with pytest.raises(PayloadTooLarge):
         r.feed(_frame("m", 2, 3, "y" * 20))
+    assert r.feed(_frame("m", 3, 3, "z")) is None
+    assert r.in_progress("m") and "m" not in r.pending
+
+
+def test_surrogate_pairs_split_between_frames_are_rejoined() -> None:
+    r = Reassembler(max_bytes=100)
+    r.feed(_frame("m", 1, 2, "smile \ud83d"))
+    assert r.feed(_frame("m", 2, 2, "\ude00!")) == "smile \U0001f600!"
 
 
 def test_reassembler_expires_stale_messages() -> None:
@@ -61,7 +81,7 @@ def test_reassembler_expires_stale_messages() -> None:
     import time
 
     assert r.expire(now=time.monotonic() + 31) == ["m"]
-    assert r.feed(_frame("m", 2, 2, "y")) is None  # a fresh assembly, not a completion
+    assert r.feed(_frame("m", 2, 2, "y")) is None  # expired: its late frames are dropped
 
 
 @pytest.mark.parametrize("of_len", [1, 40, 63, 64])

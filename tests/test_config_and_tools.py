@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from livekit.agents import ToolError
 
 from bot.config import ConfigError, load_settings
@@ -130,6 +134,14 @@ def test_calculator(expr: str, value: float | None) -> None:
         "open('f')",
         "(-1) ** 0.5",
         "10.0 ** 400",
+        # each of these computed for seconds to minutes, holding the event loop
+        "round(5, -2*10**7)",
+        "round(5, 10**9)",
+        "round(1.5, 0.5)",
+        "999999**999",
+        "sqrt(10**300 * 10**300)",
+        "max(10**300, 1) * 10**300",
+        "sin(10**300 * 10)",
     ],
 )
 def test_calculator_refuses_anything_else(expr: str) -> None:
@@ -145,6 +157,56 @@ async def test_builtin_tools_return_json_and_raise_tool_errors() -> None:
     assert json.loads(await calculate("2+2"))["result"] == 4
     with pytest.raises(ToolError):
         await calculate("import os")
+
+
+_ARITH = st.recursive(
+    st.one_of(
+        st.integers(-(10**6), 10**6).map(str),
+        st.floats(-1e6, 1e6, allow_nan=False).map(repr),
+        st.sampled_from(["pi", "e"]),
+    ),
+    lambda inner: st.one_of(
+        st.tuples(inner, st.sampled_from("+-*/%^") | st.just("**") | st.just("//"), inner).map(
+            lambda t: f"({t[0]} {t[1]} {t[2]})"
+        ),
+        st.tuples(st.sampled_from(["sqrt", "abs", "round", "log", "sin"]), inner).map(
+            lambda t: f"{t[0]}({t[1]})"
+        ),
+        st.tuples(inner, inner).map(lambda t: f"round({t[0]}, {t[1]})"),
+        st.tuples(inner, inner).map(lambda t: f"max({t[0]}, {t[1]})"),
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_ARITH)
+def test_calculator_answers_or_refuses_any_arithmetic(expr: str) -> None:
+    """Whatever the model writes: a bounded number or a CalcError, nothing else."""
+    try:
+        value = evaluate(expr)
+    except CalcError:
+        return
+    assert isinstance(value, int | float) and abs(value) <= 1e300
+
+
+async def test_calculate_runs_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the calculator computes, the loop keeps serving (here: it releases it)."""
+    from bot.llm.tools import builtin
+
+    released = threading.Event()
+
+    def blocking(expression: str) -> int:
+        # only the event loop can release this; on the loop's own thread it never would
+        asyncio_loop.call_soon_threadsafe(lambda: None)
+        return 1 if released.wait(30) else -1
+
+    asyncio_loop = asyncio.get_running_loop()
+    monkeypatch.setattr(builtin, "evaluate", blocking)
+    task = asyncio.create_task(calculate("1"))
+    await asyncio.sleep(0)  # the tool starts and hands evaluate to a thread
+    asyncio_loop.call_soon(released.set)
+    assert json.loads(await asyncio.wait_for(task, 60))["result"] == 1
 
 
 async def test_participants_tool_and_loader(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -295,6 +295,20 @@ async def test_history_get_page_and_reset(bot: Harness, llm_server: ScriptedLLMS
     assert (await bot.answer("alice", "h3")).items == []  # type: ignore[union-attr]
 
 
+async def test_an_endless_stream_ends_at_the_turn_timeout(make_bot: MakeBot) -> None:
+    """BOT_LLM_TIMEOUT bounds silence only; BOT_TURN_TIMEOUT bounds the whole turn."""
+    bot = await make_bot(turn_timeout=1.0, llm_timeout=30)
+    bot.send("alice", chat(script(tokens=10**6, tps=50), id="m1"))
+    msgs = await bot.until("alice", lambda ms: count(ms, "turn.end") == 1, timeout=60)
+    events = assert_turn_well_formed(msgs, msgs[0].turn)  # type: ignore[union-attr]
+    assert count(events, "turn.delta") >= 1  # it was streaming when stopped
+    end = events[-1]
+    assert isinstance(end, TurnEnd) and end.status == "failed" and end.reason == "turn_timeout"
+    assert end.error is not None and end.error.code == "llm_timeout" and end.error.retryable
+    bot.send("alice", chat("still here?", id="m2"))  # the sender is served again
+    assert (await bot.turn_ends("alice", 2))[-1].status == "completed"  # type: ignore[union-attr]
+
+
 async def test_metadata_reaches_history_and_tools(bot: Harness) -> None:
     meta = {"client": "web", "tags": ["a", 1]}
     bot.send("alice", chat(script(tool="turn_metadata", then="ok"), id="m1", metadata=meta))

@@ -50,6 +50,7 @@ class BotClient:
         self.max_packet = max_packet
         self.messages: list[BotMessage] = []
         self.raw: list[rtc.DataPacket] = []  # every packet received, any topic
+        self.forged: list[rtc.DataPacket] = []  # on our topic, but not from the bot: dropped
         self._frames = Reassembler(max_bytes=CLIENT_MAX_MESSAGE_BYTES, max_pending=64)
         self._waiters: list[tuple[Pred, asyncio.Future[list[BotMessage]]]] = []
         self._ids = itertools.count(1)
@@ -99,13 +100,20 @@ class BotClient:
             return answer
         raise TimeoutError("the bot did not answer session.hello")
 
+    def _is_bot(self, p: rtc.RemoteParticipant | None) -> bool:
+        """The bot: an agent (a kind only a server-side token can grant) that speaks
+        the protocol, with the configured agent name if there is one."""
+        return (
+            p is not None
+            and p.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
+            and "lkbot.protocol" in p.attributes
+            and (self.agent_name is None or p.attributes.get("lk.agent.name") == self.agent_name)
+        )
+
     def _agent(self) -> str | None:
-        for p in self.room.remote_participants.values():
-            if p.kind != rtc.ParticipantKind.PARTICIPANT_KIND_AGENT:
-                continue
-            if self.agent_name is None or p.attributes.get("lk.agent.name") == self.agent_name:
-                return p.identity
-        return None
+        return next(
+            (p.identity for p in self.room.remote_participants.values() if self._is_bot(p)), None
+        )
 
     async def _wait_agent(self) -> str:
         # The agent's attributes (its name among them) may arrive after it joined.
@@ -155,6 +163,11 @@ class BotClient:
         self.raw.append(packet)
         if packet.topic != self.topic:
             return
+        if not self._is_bot(packet.participant):
+            # anyone in the room can publish on our topic: never take it for the bot
+            self.forged.append(packet)
+            self._notify()
+            return
         whole = receive(self._frames, packet.data)
         if whole is None:
             return  # a chunk frame; the message is not complete yet
@@ -162,6 +175,9 @@ class BotClient:
         self.messages.append(msg)
         if self.on_message is not None:
             self.on_message(msg)
+        self._notify()
+
+    def _notify(self) -> None:
         for waiter in list(self._waiters):
             pred, fut = waiter
             if not fut.done() and pred(self.messages):

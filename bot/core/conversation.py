@@ -6,7 +6,8 @@ import asyncio
 
 from ..config import Settings
 from ..protocol.chunking import Reassembler
-from ..protocol.errors import BotError
+from ..protocol.codec import peek
+from ..protocol.errors import BotError, Busy
 from ..protocol.outbound import Error
 from ..turns.engine import TurnEngine
 from ..turns.queue import TurnQueue
@@ -44,15 +45,31 @@ class Conversation:
             topic,
         )
 
+    def refuse(self, packet: Packet, error: BotError) -> None:
+        """Answer a packet that will not be decoded (a flood, a shutdown) with `error`.
+        A chunk frame refuses its whole message, once."""
+        seen = peek(packet.data)
+        reply_to = seen.id
+        if seen.of is not None:
+            if self.chunks.in_progress(seen.of) and seen.of not in self.chunks.pending:
+                return  # that message was already refused
+            self.chunks.refuse(seen.of)
+            reply_to = seen.of
+        self.send_error(error, reply_to=reply_to, topic=packet.topic)
+
     async def aclose(self, *, reason: str, notify: bool, timeout: float = 5.0) -> None:
-        """End every turn; with `notify`, the sender still gets each `turn.end`."""
+        """End every turn; with `notify`, the sender still gets each `turn.end`, and
+        every packet still waiting to be read is answered `busy`."""
         if not notify:
             await self.outbox.aclose()
-        self.turns.cancel_all(reason)
-        await self.turns.wait_idle(timeout)
         if self.reader is not None:
             self.reader.cancel()
             await asyncio.gather(self.reader, return_exceptions=True)
+        if notify:
+            while not self.inbox.empty():
+                self.refuse(self.inbox.get_nowait(), Busy("the bot is restarting; send it again"))
+        self.turns.cancel_all(reason)
+        await self.turns.wait_idle(timeout)
         if notify:
             await self.outbox.flush(timeout)
             await self.outbox.aclose()

@@ -7,12 +7,13 @@ import logging
 
 from ..config import Settings
 from ..handlers import HANDLERS
-from ..protocol.codec import decode, peek_id
+from ..protocol.codec import decode
 from ..protocol.errors import BotError, InternalError, InvalidMessage, RateLimited
 from ..protocol.inbound import ChunkFrame, ClientMessage
 from ..turns.engine import TurnEngine
 from .context import Context, Services
 from .conversation import Conversation
+from .tasks import supervise
 from .transport import Packet, Transport
 
 log = logging.getLogger(__name__)
@@ -50,13 +51,20 @@ class Dispatcher:
             conv = self._conversations[packet.sender] = Conversation(
                 packet.sender, self._settings, self._transport, self._services.engine
             )
-            conv.reader = asyncio.create_task(self._read(conv), name="sender-reader")
+            self._start_reader(conv)
         if conv.inbox.qsize() >= self._settings.rate_burst * 2:
             # A flood: answer now instead of letting the inbox grow without bound.
-            err = RateLimited("too many messages; slow down", retry_after_ms=1000)
-            conv.send_error(err, reply_to=peek_id(packet.data), topic=packet.topic)
+            conv.refuse(packet, RateLimited("too many messages; slow down", retry_after_ms=1000))
             return
         conv.inbox.put_nowait(packet)
+
+    def _start_reader(self, conv: Conversation) -> None:
+        def restart(exc: BaseException) -> None:
+            # _read never raises by design; if it ever does, the sender is not cut off
+            if self._conversations.get(conv.identity) is conv:
+                self._start_reader(conv)
+
+        conv.reader = supervise(self._read(conv), name="sender-reader", on_crash=restart)
 
     def on_participant_left(self, identity: str) -> None:
         conv = self._conversations.pop(identity, None)
@@ -84,22 +92,40 @@ class Dispatcher:
     async def _read(self, conv: Conversation) -> None:
         while True:
             packet = await conv.inbox.get()
-            for of in conv.chunks.expire():
-                err = InvalidMessage("chunked message expired before all its frames arrived")
-                conv.send_error(err, reply_to=of, topic=packet.topic)
-            await self._handle(conv, packet)
+            try:
+                for of in conv.chunks.expire():
+                    err = InvalidMessage("chunked message expired before all its frames arrived")
+                    conv.send_error(err, reply_to=of, topic=packet.topic)
+                await self._handle(conv, packet)
+            except Exception:  # _handle answers every error; this is a last line
+                log.exception("a packet could not be handled")
+
+    @staticmethod
+    def _charge(conv: Conversation, reply_to: str | None) -> None:
+        """One rate-limit token per message (a chunked message pays for its first frame)."""
+        wait_ms = conv.bucket.take()
+        if wait_ms:
+            raise RateLimited(
+                "too many messages; slow down", reply_to=reply_to, retry_after_ms=wait_ms
+            )
 
     async def _handle(self, conv: Conversation, packet: Packet) -> None:
         reply_to: str | None = None
         try:
-            wait_ms = conv.bucket.take()
-            if wait_ms:
-                reply_to = peek_id(packet.data)
-                raise RateLimited("too many messages; slow down", retry_after_ms=wait_ms)
-            msg: ClientMessage = decode(packet.data, max_bytes=self._settings.max_packet)
+            try:
+                msg: ClientMessage = decode(packet.data, max_bytes=self._settings.max_packet)
+            except BotError as e:
+                self._charge(conv, e.reply_to)  # garbage costs like anything else
+                raise
             reply_to = msg.id
             if isinstance(msg, ChunkFrame):
                 reply_to = msg.of
+                if not conv.chunks.in_progress(msg.of):
+                    try:
+                        self._charge(conv, msg.of)
+                    except RateLimited:
+                        conv.chunks.refuse(msg.of)
+                        raise
                 whole = conv.chunks.feed(msg)
                 if whole is None:
                     return  # frames are framing, not messages: no answer of their own
@@ -107,6 +133,8 @@ class Dispatcher:
                 reply_to = msg.id
                 if isinstance(msg, ChunkFrame):
                     raise InvalidMessage("a chunked message cannot itself be a chunk frame")
+            else:
+                self._charge(conv, msg.id)
             ctx = Context(conv, self._services, msg.id, packet.topic)
             await HANDLERS[type(msg)](msg, ctx)
         except BotError as e:

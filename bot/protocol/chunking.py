@@ -10,7 +10,7 @@ import json
 import time
 from dataclasses import dataclass, field
 
-from .errors import Busy, InvalidMessage, PayloadTooLarge
+from .errors import BotError, Busy, InvalidMessage, PayloadTooLarge
 from .inbound import ChunkFrame
 from .outbound import Chunk
 
@@ -69,13 +69,31 @@ class _Assembly:
 
 
 class Reassembler:
-    """Collects one sender's inbound frames; bounded in size, count and age."""
+    """Collects one sender's inbound frames; bounded in size, count and age.
 
-    def __init__(self, *, max_bytes: int, max_pending: int = 4, ttl: float = 30.0) -> None:
+    A chunked message (`of`) is answered once: after it is complete, or refused with an
+    error, later frames of it are dropped without another answer (remembered for `ttl`,
+    at most `max_refused` of them). A client resends a whole message under a new `of`;
+    the message inside keeps its id, so idempotency still applies."""
+
+    def __init__(
+        self, *, max_bytes: int, max_pending: int = 4, ttl: float = 30.0, max_refused: int = 64
+    ) -> None:
         self._max_bytes = max_bytes
         self._max_pending = max_pending
         self._ttl = ttl
+        self._max_refused = max_refused
         self._pending: dict[str, _Assembly] = {}
+        self._refused: dict[str, float] = {}  # of -> when; insertion-ordered
+
+    @property
+    def pending(self) -> frozenset[str]:
+        """The `of` ids of messages being assembled."""
+        return frozenset(self._pending)
+
+    def in_progress(self, of: str) -> bool:
+        """Frames of a message already started (or refused) are not new messages."""
+        return of in self._pending or of in self._refused
 
     def expire(self, now: float | None = None) -> list[str]:
         """Drop assemblies older than the ttl; returns their `of` ids."""
@@ -83,31 +101,59 @@ class Reassembler:
         stale = [of for of, a in self._pending.items() if now - a.started > self._ttl]
         for of in stale:
             del self._pending[of]
+            self.refuse(of, now)
+        for of in [of for of, t in self._refused.items() if now - t > self._ttl]:
+            del self._refused[of]
         return stale
+
+    def refuse(self, of: str, now: float | None = None) -> None:
+        """Forget a message (answered, or refused) and drop its later frames silently."""
+        self._pending.pop(of, None)
+        self._refused[of] = time.monotonic() if now is None else now
+        while len(self._refused) > self._max_refused:
+            del self._refused[next(iter(self._refused))]
 
     def feed(self, frame: ChunkFrame) -> str | None:
         """Add a frame; returns the whole message text once every frame is in."""
+        if frame.of in self._refused:
+            return None  # already answered with an error
+        try:
+            return self._feed(frame)
+        except BotError:
+            self.refuse(frame.of)
+            raise
+
+    def _feed(self, frame: ChunkFrame) -> str | None:
         if frame.n > frame.total:
-            raise InvalidMessage(f"chunk n={frame.n} exceeds total={frame.total}")
+            raise InvalidMessage("chunk n exceeds total")
         asm = self._pending.get(frame.of)
         if asm is None:
             if len(self._pending) >= self._max_pending:
                 raise Busy(f"at most {self._max_pending} chunked messages may be in flight")
             asm = self._pending[frame.of] = _Assembly(total=frame.total, started=time.monotonic())
         if frame.total != asm.total:
-            del self._pending[frame.of]
             raise InvalidMessage("chunk total changed between frames of one message")
         if frame.n in asm.parts:
             return None  # a resent frame: already have it
         asm.parts[frame.n] = frame.data
-        asm.size += len(frame.data.encode())
+        asm.size += len(frame.data.encode(errors="surrogatepass"))
         if asm.size > self._max_bytes:
-            del self._pending[frame.of]
             raise PayloadTooLarge(f"chunked message exceeds {self._max_bytes} bytes")
         if len(asm.parts) < asm.total:
             return None
-        del self._pending[frame.of]
-        return "".join(asm.parts[i] for i in range(1, asm.total + 1))
+        self.refuse(frame.of)  # done: trailing resent frames are not a new message
+        return _join_surrogates("".join(asm.parts[i] for i in range(1, asm.total + 1)))
+
+
+def _join_surrogates(text: str) -> str:
+    """Rejoin surrogate pairs that a client split between two frames (JavaScript strings
+    are UTF-16: slicing one can cut an emoji in half). Lone ones stay and are refused
+    when the message is decoded."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "surrogatepass")
+    return text
 
 
 def receive(reassembler: Reassembler, payload: str | bytes) -> str | bytes | None:

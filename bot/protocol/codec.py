@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -19,32 +20,86 @@ from .outbound import BOT_ADAPTER, BotEnvelope, BotMessage, Chunk, ErrorDetail
 from .version import PROTOCOL_VERSION
 
 
+@dataclass(frozen=True)
+class Peek:
+    id: str | None
+    of: str | None  # a chunk frame's message id
+
+
+def peek(data: bytes | str) -> Peek:
+    """The ids of a packet that is refused without being decoded (floods). Never raises."""
+    try:
+        obj = json.loads(data)
+    except (ValueError, RecursionError):  # every json.loads failure is one of these
+        return Peek(None, None)
+    if not isinstance(obj, dict):
+        return Peek(None, None)
+    of = peek_id({"id": obj.get("of")}) if obj.get("type") == "chunk" else None
+    return Peek(peek_id(obj), of)
+
+
 def peek_id(data: bytes | str | dict[str, Any]) -> str | None:
     """The message id, if it has a valid one: for `reply_to` on errors, and for packets
-    that are refused without being decoded (floods)."""
+    that are refused without being decoded (floods). Never raises."""
     if not isinstance(data, dict):
         try:
             data = json.loads(data)
-        except (ValueError, RecursionError):
+        except (ValueError, RecursionError):  # every json.loads failure is one of these
             return None
         if not isinstance(data, dict):
             return None
     value = data.get("id")
-    if isinstance(value, str) and 0 < len(value) <= 64:
+    if isinstance(value, str) and 0 < len(value) <= 64 and _encodable(value):
         return value
     return None
 
 
-def decode(data: bytes | str, *, max_bytes: int) -> ClientMessage:
-    """Parse and validate one client message, or raise a BotError that names its id."""
+def _encodable(text: str) -> bool:
+    """False for text with a lone surrogate (`"\\ud800"` in JSON): it has no UTF-8
+    form, so it can be neither stored, logged safely nor sent back in `reply_to`."""
     try:
-        obj = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _parse(data: bytes | str) -> Any:
+    try:
+        return json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError):
         raise InvalidJson("packet is not valid UTF-8 JSON") from None
+    except RecursionError:
+        raise InvalidMessage("packet is nested too deeply") from None
+    except ValueError:  # an integer past Python's int-conversion limit (4300 digits)
+        raise InvalidMessage("packet holds a number too large to read") from None
+
+
+def _check_unicode(obj: dict[str, Any], reply_to: str | None) -> None:
+    """Every string must be valid Unicode. A chunk frame's `data` is exempt: a client
+    may cut its text between the two halves of a surrogate pair (the joined message is
+    checked instead)."""
+    body = {k: v for k, v in obj.items() if k != "data"} if obj.get("type") == "chunk" else obj
+    if not _encodable(json.dumps(body, ensure_ascii=False)):
+        raise InvalidMessage(
+            "strings must be valid Unicode (a lone surrogate such as \\ud800 is not)",
+            reply_to=reply_to,
+        )
+
+
+def decode(data: bytes | str, *, max_bytes: int) -> ClientMessage:
+    """Parse and validate one client message, or raise a BotError that names its id.
+
+    Never raises anything else: hostile bytes get `invalid_json` or `invalid_message`."""
+    obj = _parse(data)
     if not isinstance(obj, dict):
         raise InvalidMessage("packet must be a JSON object")
     reply_to = peek_id(obj)
-    size = len(data.encode() if isinstance(data, str) else data)
+    # In bytes only a \\u escape can carry a lone surrogate (invalid UTF-8 fails above);
+    # text (a reassembled chunked message) may hold one as is.
+    if isinstance(data, str) or b"\\u" in data:
+        _check_unicode(obj, reply_to)
+    size = len(data) if isinstance(data, bytes) else len(data.encode(errors="surrogatepass"))
     if size > max_bytes:
         raise PayloadTooLarge(
             f"message is {size} bytes; the limit is {max_bytes} (send chunk frames)",
@@ -76,6 +131,8 @@ def decode(data: bytes | str, *, max_bytes: int) -> ClientMessage:
             reply_to=reply_to,
             details=validation_details(e),
         ) from None
+    except (RecursionError, ValueError):
+        raise InvalidMessage("message does not match the protocol", reply_to=reply_to) from None
 
 
 def validation_details(e: ValidationError) -> list[ErrorDetail]:
@@ -91,7 +148,11 @@ def encode(msg: BotEnvelope | Chunk) -> str:
     body = msg.model_dump(mode="json", exclude_none=True)
     if not isinstance(msg, Chunk):
         body.setdefault("reply_to", None)
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    if not _encodable(text):
+        # a lone surrogate (from a model, a tool): ASCII escapes keep the packet valid UTF-8
+        text = json.dumps(body, ensure_ascii=True, separators=(",", ":"))
+    return text
 
 
 def parse_bot_message(data: bytes | str) -> BotMessage:

@@ -19,7 +19,9 @@ from ..llm.local import LocalModelServer
 from ..llm.tools import load_tools
 from ..protocol.version import PROTOCOL_VERSION
 from ..turns.engine import TurnEngine
+from .capacity import AcceptWhileRoom, RoomKeeper, RoomLoad
 from .rtc_transport import RoomTransport
+from .watchdog import PROTOCOL_ATTRIBUTE, WORKER_ATTRIBUTE
 
 log = logging.getLogger("bot")
 
@@ -68,7 +70,11 @@ async def _run_room(settings: Settings, ctx: JobContext) -> None:
     # Participants that publish no media are announced to the room in 3 s batches;
     # an attribute change is announced at once, so clients see the bot right away.
     await ctx.room.local_participant.set_attributes(
-        {"lkbot.protocol": str(PROTOCOL_VERSION), "lkbot.topics": ",".join(settings.topics)}
+        {
+            PROTOCOL_ATTRIBUTE: str(PROTOCOL_VERSION),
+            "lkbot.topics": ",".join(settings.topics),
+            WORKER_ATTRIBUTE: ctx.worker_id,  # the dispatch watchdog tells dead bots by it
+        }
     )
     log.info("joined a room; listening on topics %s", ",".join(settings.topics))
 
@@ -81,11 +87,11 @@ def build_server(settings: Settings, *, dev: bool) -> AgentServer:
         port=0 if dev else settings.http_port,
         host="127.0.0.1" if dev else "",
         job_executor_type=JobExecutorType(settings.job_executor),
-        # >= 1 turns load shedding off: a text bot is rarely CPU-bound per room, and a
-        # refused dispatch is not retried by the server.
-        load_threshold=float("inf")
-        if dev or settings.load_threshold >= 1
-        else settings.load_threshold,
+        # Capacity, not CPU (capacity.py). livekit-agents' own availability check is
+        # off (inf): with no room yet it counts each room in flight as a big share of
+        # the threshold and refuses most of a burst; AcceptWhileRoom decides instead.
+        load_fnc=RoomLoad(settings.max_rooms, settings.livekit_target_load),
+        load_threshold=float("inf"),
         # a burst of new rooms on a small, busy box can take longer than the default 10 s
         initialize_process_timeout=30.0,
         num_idle_processes=1 if dev else 2,
@@ -93,7 +99,10 @@ def build_server(settings: Settings, *, dev: bool) -> AgentServer:
     )
     job = RoomJob(settings)
     server.rtc_session(
-        job.entrypoint, agent_name=settings.agent_name, on_session_end=job.session_end
+        job.entrypoint,
+        agent_name=settings.agent_name,
+        on_request=AcceptWhileRoom(settings.max_rooms, server),
+        on_session_end=job.session_end,
     )
     return server
 
@@ -133,10 +142,12 @@ async def serve(settings: Settings, *, dev: bool, ready_file: Path | None = None
 
 async def _serve(settings: Settings, *, dev: bool, ready_file: Path | None) -> None:
     server = build_server(settings, dev=dev)
+    keeper = RoomKeeper(settings)
 
     def on_registered(worker_id: str, *_: Any) -> None:
         how = f"agent name {settings.agent_name!r}" if settings.agent_name else "automatic dispatch"
         log.info("ready: registered with %s as %s (%s)", settings.livekit_url, worker_id, how)
+        keeper.registered(worker_id)
         if ready_file is not None:
             ready_file.write_text(worker_id)
 
@@ -149,6 +160,7 @@ async def _serve(settings: Settings, *, dev: bool, ready_file: Path | None) -> N
     waiter = asyncio.create_task(stop.wait())
     await asyncio.wait({run, waiter}, return_when=asyncio.FIRST_COMPLETED)
     log.info("shutting down")
+    await keeper.aclose()
     await server.aclose()
     waiter.cancel()
     await asyncio.gather(run, waiter, return_exceptions=True)

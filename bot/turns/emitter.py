@@ -86,14 +86,16 @@ class TurnEmitter:
         usage: Usage | None = None,
         error: ErrorInfo | None = None,
     ) -> None:
-        self._put(
-            TurnEnd(
-                status=status,
-                reason=reason,
-                usage=usage,
-                error=error,
-                turn=self._turn.id,
-                reply_to=self._turn.request_id,
+        try:
+            self._put(
+                TurnEnd(
+                    status=status,
+                    reason=reason,
+                    usage=usage,
+                    error=error,
+                    turn=self._turn.id,
+                    reply_to=self._turn.request_id,
+                )
             )
-        )
-        self.ended = True
+        finally:
+            self.ended = True

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from livekit.agents import APIConnectOptions, APIError, APITimeoutError, llm
@@ -22,6 +23,16 @@ from .emitter import TurnEmitter
 from .turn import _CURRENT, Turn
 
 log = logging.getLogger(__name__)
+
+# turn.end.reason of a turn stopped by BOT_TURN_TIMEOUT (its error.code: llm_timeout)
+TURN_TIMEOUT = "turn_timeout"
+
+
+@dataclass
+class _TurnState:
+    usage: Usage | None = None  # only what the endpoint reports
+    text_parts: list[str] = field(default_factory=list)
+
 
 # Between two text-bearing LLM steps (text, tool call, more text), so that the
 # streamed deltas still concatenate to exactly the final reply.
@@ -77,52 +88,75 @@ class TurnEngine:
         return ctx
 
     async def run(self, turn: Turn, emit: TurnEmitter, history: History) -> None:
-        """Run a started turn to its `turn.end`; never raises, also when cancelled."""
-        usage: Usage | None = None  # only what the endpoint reports
-        text_parts: list[str] = []
+        """Run a started turn to its `turn.end`; never raises, also when cancelled.
+
+        The whole turn is bounded by BOT_TURN_TIMEOUT (an endless stream, a model that
+        keeps calling tools): past it the turn ends `failed`, reason `turn_timeout`."""
+        state = _TurnState()
         coalescer = DeltaCoalescer(
             emit,
             interval=self._settings.delta_interval_ms / 1000,
             max_chars=self._settings.delta_max_chars,
         )
         _CURRENT.set(turn)  # the turn's own task: tools called from it see it
+        deadline = asyncio.timeout(self._settings.turn_timeout)
         try:
-            emit.status("thinking")
-            chat_ctx = self._chat_context(history)
-            for step in range(self._settings.max_tool_steps + 1):
-                tools = self._tools if step < self._settings.max_tool_steps else []
-                first_part = len(text_parts)
-                calls, usage = await self._llm_step(
-                    chat_ctx, tools, emit, coalescer, text_parts, usage
-                )
-                if not calls:
-                    break
-                coalescer.flush()
-                step_text = "".join(text_parts[first_part:]).removeprefix(STEP_SEPARATOR)
-                if step_text:
-                    chat_ctx.add_message(role="assistant", content=step_text)
-                emit.status("tool")
-                for call in calls:
-                    await self._run_tool(call, emit, chat_ctx)
-                emit.status("thinking")
+            async with deadline:
+                await self._steps(emit, history, coalescer, state)
             coalescer.flush()
-            reply = "".join(text_parts)
+            reply = "".join(state.text_parts)
             emit.reply(reply)
             history.add("assistant", reply, turn.id)
-            emit.end("completed", usage=usage)
+            emit.end("completed", usage=state.usage)
         except asyncio.CancelledError:
             coalescer.flush()
-            emit.end("cancelled", reason=turn.cancel_reason or "cancelled", usage=usage)
+            emit.end("cancelled", reason=turn.cancel_reason or "cancelled", usage=state.usage)
         except (APIError, TimeoutError) as e:
             coalescer.flush()
-            err = classify_llm_error(e)
-            log.warning("turn failed: %s (%s)", err.code, type(e).__name__)
-            emit.end("failed", reason=err.code, usage=usage, error=err.info())
+            if deadline.expired():
+                err: BotError = LlmTimeout(
+                    f"the turn took longer than {self._settings.turn_timeout:g}s "
+                    "(BOT_TURN_TIMEOUT) and was stopped"
+                )
+                reason = TURN_TIMEOUT
+            else:
+                err = classify_llm_error(e)
+                reason = err.code
+            log.warning("turn failed: %s (%s)", reason, type(e).__name__)
+            emit.end("failed", reason=reason, usage=state.usage, error=err.info())
         except Exception:
             coalescer.flush()
             log.exception("turn failed with an internal error")
             err = InternalError("the bot hit an internal error during this turn")
-            emit.end("failed", reason=err.code, usage=usage, error=err.info())
+            emit.end("failed", reason=err.code, usage=state.usage, error=err.info())
+
+    async def _steps(
+        self,
+        emit: TurnEmitter,
+        history: History,
+        coalescer: DeltaCoalescer,
+        state: _TurnState,
+    ) -> None:
+        """LLM calls and tool calls, until the model answers without calling a tool."""
+        emit.status("thinking")
+        chat_ctx = self._chat_context(history)
+        text_parts = state.text_parts
+        for step in range(self._settings.max_tool_steps + 1):
+            tools = self._tools if step < self._settings.max_tool_steps else []
+            first_part = len(text_parts)
+            calls, state.usage = await self._llm_step(
+                chat_ctx, tools, emit, coalescer, text_parts, state.usage
+            )
+            if not calls:
+                return
+            coalescer.flush()
+            step_text = "".join(text_parts[first_part:]).removeprefix(STEP_SEPARATOR)
+            if step_text:
+                chat_ctx.add_message(role="assistant", content=step_text)
+            emit.status("tool")
+            for call in calls:
+                await self._run_tool(call, emit, chat_ctx)
+            emit.status("thinking")
 
     async def _llm_step(
         self,

@@ -1,4 +1,10 @@
-"""One sender's turns: run one at a time, in arrival order; cancel queued or running."""
+"""One sender's turns: run one at a time, in arrival order; cancel queued or running.
+
+The queue owns each turn's first and last event: it sends `turn.start`, and whatever
+happens to the turn's task (it completes, fails, is cancelled before its first step,
+or the queue itself is torn down) it makes sure exactly one `turn.end` follows. The
+engine sends the `turn.end` it knows best (usage, error); the emitter keeps it to one.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ from collections import deque
 
 from ..core.history import History
 from ..core.outbox import Outbox
+from ..core.tasks import supervise
 from .emitter import TurnEmitter
 from .engine import TurnEngine
 from .turn import Turn
@@ -35,7 +42,13 @@ class TurnQueue:
     def submit(self, turn: Turn) -> None:
         self._pending.append(turn)
         if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="turn-queue")
+            self._task = supervise(self._loop(), name="turn-queue", on_crash=self._recover)
+
+    def _recover(self, exc: BaseException) -> None:
+        """_loop never raises by design; if it does, queued turns still run."""
+        self._task = None
+        if self._pending:
+            self._task = supervise(self._loop(), name="turn-queue", on_crash=self._recover)
 
     def cancel(self, turn_id: str, reason: str) -> bool:
         for turn in self._all():
@@ -58,19 +71,39 @@ class TurnQueue:
             while self._pending:
                 turn = self._current = self._pending.popleft()
                 emit = TurnEmitter(self._outbox, turn)
-                emit.start()
-                if turn.cancel_reason is not None:
-                    # cancelled while queued: it still gets its start and end
-                    emit.end("cancelled", reason=turn.cancel_reason)
-                    continue
-                self._history.add("user", turn.text, turn.id, turn.metadata)
-                turn.task = asyncio.create_task(
-                    self._engine.run(turn, emit, self._history), name=f"turn-{turn.id}"
-                )
-                await turn.task
+                try:
+                    await self._run(turn, emit)
+                finally:
+                    if turn.task is not None and not turn.task.done():
+                        turn.task.cancel()  # the queue itself is going away
+                    if not emit.ended:
+                        # cancelled before the engine's first step (Task.cancel() then
+                        # skips the coroutine entirely), or the queue torn down
+                        emit.end("cancelled", reason=turn.cancel_reason or "cancelled")
+                    self._current = None
         finally:
             self._current = None
             self._task = None
+            self._end_unstarted()
+
+    async def _run(self, turn: Turn, emit: TurnEmitter) -> None:
+        emit.start()
+        if turn.cancel_reason is not None:
+            return  # cancelled while queued: it still gets its start and end
+        self._history.add("user", turn.text, turn.id, turn.metadata)
+        turn.task = asyncio.create_task(
+            self._engine.run(turn, emit, self._history), name=f"turn-{turn.id}"
+        )
+        # wait() does not raise the turn's own cancellation into this loop
+        await asyncio.wait({turn.task})
+
+    def _end_unstarted(self) -> None:
+        """Turns still queued when the loop stops abnormally get their start and end."""
+        while self._pending:
+            turn = self._pending.popleft()
+            emit = TurnEmitter(self._outbox, turn)
+            emit.start()
+            emit.end("cancelled", reason=turn.cancel_reason or "cancelled")
 
     async def wait_idle(self, timeout: float) -> None:
         task = self._task

@@ -96,6 +96,26 @@ async def test_two_users_chat_at_once_privately(worker: Proc, connect: Connect, 
         assert_wire_invariants(client)
 
 
+async def test_forged_bot_packets_are_dropped(worker: Proc, connect: Connect, room: str) -> None:
+    """Anyone in the room can publish on the bot's topic: clients take only the bot's."""
+    alice = await connect("alice", room)
+    mallory = await connect("mallory", room)
+    answer = await alice.request("chat.message", text=script(say="real answer", delay=1.0))
+    turn = answer.turn  # type: ignore[union-attr]
+    forged = {"v": 1, "type": "turn.end", "id": "x", "seq": 99, "ts": 1, "reply_to": None}
+    forged |= {"turn": turn, "status": "completed"}
+    await mallory.room.local_participant.publish_data(
+        json.dumps(forged), reliable=True, destination_identities=["alice"], topic="lkbot"
+    )
+    await alice.wait_for(lambda _: bool(alice.forged), 30)
+    await alice.wait_for(lambda _: any(e.type == "turn.end" for e in alice.turn_events(turn)), 30)
+    events = alice.turn_events(turn)
+    assert [e.type for e in events].count("turn.end") == 1
+    assert any(e.type == "turn.reply" and e.text == "real answer" for e in events)  # type: ignore[union-attr]
+    assert json.loads(alice.forged[0].data)["seq"] == 99
+    assert all(m.seq != 99 for m in alice.messages)
+
+
 async def test_protocol_paths_on_the_wire(worker: Proc, connect: Connect, room: str) -> None:
     alice = await connect("alice", room)
     ready = await alice.request("session.hello", client={"name": "e2e"})

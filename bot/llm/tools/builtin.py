@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from datetime import datetime
@@ -44,7 +45,8 @@ async def calculate(expression: str) -> str:
         expression: Numbers, + - * / // % ** and sqrt, abs, round, min, max, log, sin, cos, tan.
     """
     try:
-        result = evaluate(expression)
+        # off the event loop: the room's other users are served while it computes
+        result = await asyncio.to_thread(evaluate, expression)
     except CalcError as e:
         raise ToolError(str(e)) from None
     return json.dumps({"expression": expression, "result": result})

@@ -1,0 +1,96 @@
+"""How many rooms a worker takes, what it tells LiveKit, and what keeps rooms served.
+
+livekit-server sends a room only to a worker whose last reported load is below
+`agents.target_load` (0.7 by default) and never retries a refused job. livekit-agents
+reports the box's CPU by default, so a busy 2-core box silently lost rooms. Here the
+load is the worker's own capacity: `rooms / BOT_MAX_ROOMS`, scaled by
+`BOT_LIVEKIT_TARGET_LOAD` so that the server keeps sending rooms until exactly
+`BOT_MAX_ROOMS` are served. Rooms missed anyway (a late availability answer, a worker
+that died) are picked up by the dispatch watchdog (`watchdog.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+from livekit import api
+from livekit.agents import AgentServer, JobRequest
+
+from ..config import Settings
+from .liveness import Heartbeat, WorkerRegistry
+from .watchdog import DispatchWatchdog
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RoomLoad:
+    """The load livekit-agents reports for this worker (called with the server)."""
+
+    max_rooms: int
+    target_load: float
+
+    def __call__(self, server: AgentServer) -> float:
+        return self.of(len(server.active_jobs))
+
+    def of(self, rooms: int) -> float:
+        return min(1.0, rooms / self.max_rooms) * self.target_load
+
+
+@dataclass(frozen=True)
+class AcceptWhileRoom:
+    """The job request callback: take a room while under BOT_MAX_ROOMS."""
+
+    max_rooms: int
+    server: AgentServer
+
+    async def __call__(self, request: JobRequest) -> None:
+        if len(self.server.active_jobs) < self.max_rooms:
+            await request.accept()
+        else:
+            log.warning("at capacity (%d rooms, BOT_MAX_ROOMS): refusing a room", self.max_rooms)
+            await request.reject()
+
+
+@dataclass
+class RoomKeeper:
+    """The worker's heartbeat and its dispatch watchdog, started once registered."""
+
+    settings: Settings
+    registry: WorkerRegistry = field(default_factory=WorkerRegistry)
+    _heartbeats: list[Heartbeat] = field(default_factory=list)
+    _watchdog: asyncio.Task[None] | None = None
+    _api: api.LiveKitAPI | None = None
+
+    def registered(self, worker_id: str) -> None:
+        """On every registration (a reconnect may bring a new id): beat each id we had."""
+        if self.settings.watchdog_interval <= 0:
+            return
+        beat = Heartbeat(self.registry, worker_id, interval=min(self.settings.watchdog_interval, 2))
+        beat.start()
+        self._heartbeats.append(beat)
+        if self._watchdog is None:
+            s = self.settings
+            self._api = api.LiveKitAPI(s.livekit_url, s.livekit_api_key, s.livekit_api_secret)
+            watchdog = DispatchWatchdog(
+                self._api,
+                agent_name=s.agent_name,
+                liveness=self.registry.state,
+                interval_s=s.watchdog_interval,
+                grace_s=s.watchdog_grace,
+            )
+            self._watchdog = asyncio.create_task(watchdog.run(), name="dispatch-watchdog")
+            log.info("dispatch watchdog: scanning rooms every %gs", s.watchdog_interval)
+
+    async def aclose(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+        if self._api is not None:
+            await self._api.aclose()
+        for beat in self._heartbeats:
+            beat.stop()

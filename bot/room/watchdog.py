@@ -1,0 +1,158 @@
+"""The dispatch watchdog: every room with people in it has a live bot, within seconds.
+
+LiveKit dispatches a room to a worker once, when the room is created; it does not
+retry a job that no worker took (`no servers available`, an availability answer that
+came late), and a self-hosted server never re-dispatches a job whose worker died
+(livekit/agents#1472). So each worker runs this loop: list the rooms, and where people
+are but no live bot of ours is, create a dispatch through the server API. Bots of a
+worker known to be dead (`liveness`) are removed from the room first, so that clients
+find the new one.
+
+Several workers may run it at once: dispatches are server state, and a room whose
+dispatch is still on its way (recent, or with a job not yet joined) is left alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from livekit import api
+from livekit.protocol.agent_dispatch import AgentDispatch
+from livekit.protocol.models import ParticipantInfo
+
+from .liveness import Liveness
+
+log = logging.getLogger(__name__)
+
+PROTOCOL_ATTRIBUTE = "lkbot.protocol"
+WORKER_ATTRIBUTE = "lkbot.worker"
+AGENT_NAME_ATTRIBUTE = "lk.agent.name"
+_CLIENT_KINDS = (ParticipantInfo.Kind.STANDARD, ParticipantInfo.Kind.SIP)
+# A dispatch with no job this long after it was made was refused by the server.
+UNASSIGNED_AFTER_S = 3.0
+
+
+@dataclass(frozen=True)
+class RoomPlan:
+    """What the watchdog will do in one room."""
+
+    room: str
+    remove: list[str] = field(default_factory=list)  # identities of dead workers' bots
+    dispatch: bool = False
+
+
+def plan_room(
+    room: str,
+    participants: Iterable[ParticipantInfo],
+    dispatches: Iterable[AgentDispatch],
+    *,
+    agent_name: str,
+    liveness: Callable[[str], Liveness],
+    grace_s: float,
+    now_ns: int,
+) -> RoomPlan:
+    """Decide from the server's view of one room (pure: unit-tested on its own)."""
+    people = 0
+    live_bots = 0
+    dead: list[str] = []
+    for p in participants:
+        if p.kind in _CLIENT_KINDS:
+            people += 1
+        elif p.kind == ParticipantInfo.Kind.AGENT and _ours(p, agent_name):
+            if liveness(p.attributes.get(WORKER_ATTRIBUTE, "")) == "dead":
+                dead.append(p.identity)
+            else:
+                live_bots += 1
+    pending = any(_pending(d, agent_name, grace_s, now_ns) for d in dispatches)
+    return RoomPlan(room=room, remove=dead, dispatch=people > 0 and not live_bots and not pending)
+
+
+def _ours(p: ParticipantInfo, agent_name: str) -> bool:
+    return (
+        PROTOCOL_ATTRIBUTE in p.attributes
+        and p.attributes.get(AGENT_NAME_ATTRIBUTE, "") == agent_name
+    )
+
+
+def _pending(d: AgentDispatch, agent_name: str, grace_s: float, now_ns: int) -> bool:
+    """A dispatch of ours that may still bring a bot: young, or assigned and not late."""
+    if d.agent_name != agent_name or d.state.deleted_at:
+        return False
+    age_s = (now_ns - d.state.created_at) / 1e9
+    if age_s < UNASSIGNED_AFTER_S:
+        return True
+    return bool(d.state.jobs) and age_s < grace_s
+
+
+class DispatchWatchdog:
+    def __init__(
+        self,
+        lkapi: api.LiveKitAPI,
+        *,
+        agent_name: str,
+        liveness: Callable[[str], Liveness],
+        interval_s: float,
+        grace_s: float,
+    ) -> None:
+        self._api = lkapi
+        self._agent_name = agent_name
+        self._liveness = liveness
+        self._interval = interval_s
+        self._grace = grace_s
+        self.dispatched = 0  # rooms given a bot by this watchdog (for logs and tests)
+
+    async def run(self) -> None:
+        """Scan forever; a failed scan (server restarting) is logged and retried."""
+        while True:
+            try:
+                await self.scan()
+            except Exception as e:  # the API unreachable for a moment must not end it
+                log.warning("dispatch watchdog: scan failed: %s", e)
+            # jitter: several workers' watchdogs do not scan in lockstep
+            await asyncio.sleep(self._interval * random.uniform(0.8, 1.2))
+
+    async def scan(self) -> list[RoomPlan]:
+        rooms = await self._api.room.list_rooms(api.ListRoomsRequest())
+        plans: list[RoomPlan] = []
+        for room in rooms.rooms:
+            if room.num_participants == 0:
+                continue
+            plan = await self._plan(room.name)
+            if plan.remove or plan.dispatch:
+                await self._act(plan)
+                plans.append(plan)
+        return plans
+
+    async def _plan(self, room: str) -> RoomPlan:
+        listed = await self._api.room.list_participants(api.ListParticipantsRequest(room=room))
+        dispatches = await self._api.agent_dispatch.list_dispatch(room)
+        return plan_room(
+            room,
+            listed.participants,
+            dispatches,
+            agent_name=self._agent_name,
+            liveness=self._liveness,
+            grace_s=self._grace,
+            now_ns=time.time_ns(),
+        )
+
+    async def _act(self, plan: RoomPlan) -> None:
+        for identity in plan.remove:
+            log.info("dispatch watchdog: removing a dead worker's bot from a room")
+            try:
+                await self._api.room.remove_participant(
+                    api.RoomParticipantIdentity(room=plan.room, identity=identity)
+                )
+            except api.TwirpError as e:
+                log.info("dispatch watchdog: bot already gone (%s)", e.code)
+        if plan.dispatch:
+            log.info("dispatch watchdog: a room has people but no bot; dispatching one")
+            await self._api.agent_dispatch.create_dispatch(
+                api.CreateAgentDispatchRequest(agent_name=self._agent_name, room=plan.room)
+            )
+            self.dispatched += 1
