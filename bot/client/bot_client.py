@@ -110,24 +110,51 @@ class BotClient:
             and (self.agent_name is None or p.attributes.get("lk.agent.name") == self.agent_name)
         )
 
-    def _agent(self) -> str | None:
+    def _agent(self, exclude: str | None = None) -> str | None:
         return next(
-            (p.identity for p in self.room.remote_participants.values() if self._is_bot(p)), None
+            (
+                p.identity
+                for p in self.room.remote_participants.values()
+                if self._is_bot(p) and p.identity != exclude
+            ),
+            None,
         )
 
-    async def _wait_agent(self) -> str:
+    async def _wait_agent(self, exclude: str | None = None) -> str:
         # The agent's attributes (its name among them) may arrive after it joined.
         changed = asyncio.Event()
         joined = self.room.on("participant_connected", lambda *_: changed.set())
         updated = self.room.on("participant_attributes_changed", lambda *_: changed.set())
+        left = self.room.on("participant_disconnected", lambda *_: changed.set())
         try:
-            while (agent := self._agent()) is None:
+            while (agent := self._agent(exclude)) is None:
                 changed.clear()
                 await changed.wait()
             return agent
         finally:
             self.room.off("participant_connected", joined)
             self.room.off("participant_attributes_changed", updated)
+            self.room.off("participant_disconnected", left)
+
+    async def wait_bot(self, *, exclude: str | None = None, timeout: float = 30.0) -> str:
+        """Wait (bounded) for a bot in the room other than `exclude` (one that left or
+        whose worker died), until the old one is gone too; then handshake with it."""
+        agent = await asyncio.wait_for(self._wait_agent(exclude), timeout)
+        if exclude is not None:
+            await asyncio.wait_for(self._gone(exclude), timeout)
+        self.ready = await self.hello()
+        return agent
+
+    async def _gone(self, identity: str) -> None:
+        left = asyncio.Event()
+        handler = self.room.on(
+            "participant_disconnected", lambda p: p.identity == identity and left.set()
+        )
+        try:
+            if identity in self.room.remote_participants:
+                await left.wait()
+        finally:
+            self.room.off("participant_disconnected", handler)
 
     @property
     def agent(self) -> str:

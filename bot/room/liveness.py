@@ -45,8 +45,21 @@ class WorkerRegistry:
         tmp.write_text(str(os.getpid()))
         tmp.replace(path)  # atomic: a reader never sees a half-written pid
 
+    def retire(self, worker_id: str) -> None:
+        """A worker that stopped cleanly: dead from now on (its rooms need a new bot)."""
+        self._dir.mkdir(parents=True, exist_ok=True)
+        self._path(worker_id).write_text("0")
+
     def forget(self, worker_id: str) -> None:
         self._path(worker_id).unlink(missing_ok=True)
+
+    def prune(self, older_than: float = 24 * 3600) -> None:
+        """Remove the files of workers gone for long (they only ever pile up)."""
+        cutoff = time.time() - older_than
+        for path in self._dir.glob("*"):
+            with contextlib.suppress(OSError):
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
 
     def state(self, worker_id: str, now: float | None = None) -> Liveness:
         path = self._path(worker_id)
@@ -85,6 +98,7 @@ class Heartbeat:
 
     def start(self) -> None:
         self._registry.beat(self._worker_id)
+        self._registry.prune()
         self._thread.start()
 
     def _run(self) -> None:
@@ -99,4 +113,4 @@ class Heartbeat:
         if self._thread.is_alive():
             self._thread.join(self._interval + 1)
         with contextlib.suppress(OSError):
-            self._registry.forget(self._worker_id)
+            self._registry.retire(self._worker_id)

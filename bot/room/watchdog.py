@@ -4,7 +4,9 @@ LiveKit dispatches a room to a worker once, when the room is created; it does no
 retry a job that no worker took (`no servers available`, an availability answer that
 came late), and a self-hosted server never re-dispatches a job whose worker died
 (livekit/agents#1472). So each worker runs this loop: list the rooms, and where people
-are but no live bot of ours is, create a dispatch through the server API. Bots of a
+are, the room asked for our agent (a dispatch with our agent name: every room does
+under automatic dispatch) but no live bot of ours is, create a dispatch through the
+server API. Bots of a
 worker known to be dead (`liveness`) are removed from the room first, so that clients
 find the new one.
 
@@ -68,8 +70,13 @@ def plan_room(
                 dead.append(p.identity)
             else:
                 live_bots += 1
-    pending = any(_pending(d, agent_name, grace_s, now_ns) for d in dispatches)
-    return RoomPlan(room=room, remove=dead, dispatch=people > 0 and not live_bots and not pending)
+    dispatches = list(dispatches)
+    # Rooms ask for the bot with a dispatch: LiveKit makes one named "" in every new
+    # room (automatic dispatch) unless the room asked for named agents (explicit).
+    wanted = any(d.agent_name == agent_name for d in dispatches)
+    pending = any(_pending(d, agent_name, liveness, grace_s, now_ns) for d in dispatches)
+    need = wanted and people > 0 and not live_bots and not pending
+    return RoomPlan(room=room, remove=dead, dispatch=need)
 
 
 def _ours(p: ParticipantInfo, agent_name: str) -> bool:
@@ -79,14 +86,22 @@ def _ours(p: ParticipantInfo, agent_name: str) -> bool:
     )
 
 
-def _pending(d: AgentDispatch, agent_name: str, grace_s: float, now_ns: int) -> bool:
-    """A dispatch of ours that may still bring a bot: young, or assigned and not late."""
+def _pending(
+    d: AgentDispatch,
+    agent_name: str,
+    liveness: Callable[[str], Liveness],
+    grace_s: float,
+    now_ns: int,
+) -> bool:
+    """A dispatch of ours that may still bring a bot: young, or assigned to a worker
+    not known dead and not late."""
     if d.agent_name != agent_name or d.state.deleted_at:
         return False
     age_s = (now_ns - d.state.created_at) / 1e9
     if age_s < UNASSIGNED_AFTER_S:
         return True
-    return bool(d.state.jobs) and age_s < grace_s
+    live_jobs = [j for j in d.state.jobs if liveness(j.state.worker_id) != "dead"]
+    return bool(live_jobs) and age_s < grace_s
 
 
 class DispatchWatchdog:

@@ -1,0 +1,125 @@
+"""Every room gets its bot: rooms LiveKit's dispatch missed, rooms whose worker was
+killed or stopped, and bursts of new rooms. On a livekit-server of their own, so that
+no other test's worker serves these rooms."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from bot.client.bot_client import BotClient
+from bot.dev import livekit_server
+from bot.dev.livekit_server import DevServer
+from bot.room.tokens import mint_token
+
+from ..harness import script
+from .conftest import settings_for
+from .procs import Proc, start_worker
+
+# what the tests give the bot to come (generous: the box may be loaded); the
+# watchdog's own timing (BOT_WATCHDOG_INTERVAL) is what is under test
+BOUND = 90.0
+
+
+@pytest.fixture(scope="module")
+def lk2() -> Iterator[DevServer]:
+    server = livekit_server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def clients() -> AsyncIterator[list[BotClient]]:
+    made: list[BotClient] = []
+    yield made
+    await asyncio.gather(*(c.disconnect() for c in made), return_exceptions=True)
+
+
+async def _join(lk: DevServer, room: str, identity: str, made: list[BotClient]) -> BotClient:
+    from livekit import rtc
+
+    client = BotClient()
+    made.append(client)
+    token = mint_token(settings_for(lk), room=room, identity=identity)
+    await client.room.connect(lk.url, token, rtc.RoomOptions(auto_subscribe=False))
+    await client.room.local_participant.set_attributes({"lkbot.client": "1"})
+    return client
+
+
+def _kill(proc: Proc, how: signal.Signals) -> None:
+    if how == signal.SIGKILL:  # the whole process group: the worker and its job processes
+        os.killpg(proc.process.pid, signal.SIGKILL)
+        proc.process.wait(30)
+    else:
+        proc.stop(timeout=60)
+
+
+async def test_a_room_made_before_any_worker_gets_a_bot(
+    lk2: DevServer, llm_url: str, clients: list[BotClient]
+) -> None:
+    """LiveKit dispatches at room creation only: this room's dispatch found no worker."""
+    room = f"early-{uuid.uuid4().hex[:6]}"
+    alice = await _join(lk2, room, "alice", clients)
+    worker = start_worker(lk2, llm_url, watchdog_interval="1")
+    try:
+        started = time.monotonic()
+        await alice.wait_bot(timeout=BOUND)
+        print(f"\nbot arrived {time.monotonic() - started:.1f}s after the worker registered")
+        result = await alice.chat("hello late bot")
+        assert result.reply == "You said: hello late bot"
+        assert "dispatch watchdog: a room has people but no bot" in worker.text()
+    finally:
+        worker.stop()
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
+async def test_a_room_whose_worker_died_gets_a_new_bot(
+    lk2: DevServer, llm_url: str, clients: list[BotClient], how: signal.Signals
+) -> None:
+    room = f"orphan-{uuid.uuid4().hex[:6]}"
+    first = start_worker(lk2, llm_url, watchdog_interval="1")
+    try:
+        alice = await _join(lk2, room, "alice", clients)
+        old = await alice.wait_bot(timeout=BOUND)
+        answer = await alice.request("chat.message", text=script(say="never", delay=30))
+        turn = answer.turn  # type: ignore[union-attr]
+        await alice.wait_for(lambda _: any(e.type == "turn.start" for e in alice.turn_events(turn)))
+        _kill(first, how)  # mid-turn
+    finally:
+        first.stop()
+    second = start_worker(lk2, llm_url, watchdog_interval="1")
+    try:
+        started = time.monotonic()
+        new = await alice.wait_bot(exclude=old, timeout=BOUND)
+        print(f"\nnew bot {time.monotonic() - started:.1f}s after the new worker registered")
+        assert new != old and old not in alice.room.remote_participants
+        assert (await alice.chat("still there?")).reply == "You said: still there?"
+        if how == signal.SIGTERM:  # a clean stop still ended the running turn
+            ends = [e for e in alice.turn_events(turn) if e.type == "turn.end"]
+            assert len(ends) == 1 and ends[0].reason == "shutdown"  # type: ignore[union-attr]
+    finally:
+        second.stop()
+
+
+async def test_a_burst_of_rooms_each_gets_a_bot(
+    lk2: DevServer, llm_url: str, clients: list[BotClient]
+) -> None:
+    """Rooms created at once, while the worker runs: every one is served (no load
+    refusal, no lost job). The 50-room burst is measured by `make bench`."""
+    worker = start_worker(lk2, llm_url, job_executor="thread")
+    try:
+        tag = uuid.uuid4().hex[:6]
+        joined = await asyncio.gather(
+            *(_join(lk2, f"burst-{tag}-{i}", f"u{i}", clients) for i in range(10))
+        )
+        await asyncio.gather(*(c.wait_bot(timeout=BOUND) for c in joined))
+        replies = await asyncio.gather(*(c.chat(f"hi {i}") for i, c in enumerate(joined)))
+        assert [r.reply for r in replies] == [f"You said: hi {i}" for i in range(10)]
+    finally:
+        worker.stop()

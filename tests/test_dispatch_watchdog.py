@@ -1,0 +1,124 @@
+"""The dispatch watchdog's decisions, the liveness registry and the capacity load."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from livekit.protocol.agent import Job, JobState
+from livekit.protocol.agent_dispatch import AgentDispatch, AgentDispatchState
+from livekit.protocol.models import ParticipantInfo
+
+from bot.room.capacity import RoomLoad
+from bot.room.liveness import WorkerRegistry
+from bot.room.watchdog import plan_room
+
+NOW = 1_000 * 10**9  # ns
+Kind = ParticipantInfo.Kind
+
+
+def person(identity: str = "alice") -> ParticipantInfo:
+    return ParticipantInfo(identity=identity, kind=Kind.STANDARD)
+
+
+def bot(worker: str = "AW_1", name: str = "", identity: str = "agent-1") -> ParticipantInfo:
+    attrs = {"lkbot.protocol": "1", "lkbot.worker": worker, "lk.agent.name": name}
+    return ParticipantInfo(identity=identity, kind=Kind.AGENT, attributes=attrs)
+
+
+def dispatch(age_s: float, *, jobs: int = 0, name: str = "", worker: str = "AW_1") -> AgentDispatch:
+    made = [Job(id=f"J{i}", state=JobState(worker_id=worker)) for i in range(jobs)]
+    state = AgentDispatchState(created_at=NOW - int(age_s * 1e9), jobs=made)
+    return AgentDispatch(id="AD_1", agent_name=name, room="r", state=state)
+
+
+def plan(participants: list[ParticipantInfo], dispatches: list[AgentDispatch], **kw: object):  # type: ignore[no-untyped-def]
+    states = kw.pop("states", {})
+    assert isinstance(states, dict)
+    return plan_room(
+        "r",
+        participants,
+        dispatches,
+        agent_name=str(kw.pop("agent_name", "")),
+        liveness=lambda w: states.get(w, "unknown"),
+        grace_s=15.0,
+        now_ns=NOW,
+    )
+
+
+ASKED = dispatch(60, jobs=1)  # the room's own dispatch, long ago: its job is gone
+
+
+def test_people_and_no_bot_get_one() -> None:
+    assert plan([person()], [ASKED]).dispatch
+    assert plan([person()], [dispatch(60)]).dispatch  # no worker took it (created early)
+    assert not plan([], [ASKED]).dispatch  # an empty room needs nobody
+    assert not plan([bot()], [ASKED]).dispatch  # nor one with only the bot
+    assert not plan([person()], []).dispatch  # a room that never asked for this agent
+
+
+def test_a_live_or_unknown_bot_is_left_alone() -> None:
+    assert not plan([person(), bot("AW_1")], [ASKED], states={"AW_1": "alive"}).dispatch
+    # another machine's worker (no heartbeat here) is presumed alive: never a second bot
+    unknown = plan([person(), bot("AW_9")], [ASKED])
+    assert not unknown.dispatch and not unknown.remove
+
+
+def test_a_dead_workers_bot_is_removed_and_replaced() -> None:
+    p = plan([person(), bot("AW_1", identity="agent-old")], [ASKED], states={"AW_1": "dead"})
+    assert p.remove == ["agent-old"] and p.dispatch
+
+
+def test_a_dispatch_on_its_way_is_waited_for() -> None:
+    assert not plan([person()], [ASKED, dispatch(1)]).dispatch  # just made: no job yet
+    assert not plan([person()], [ASKED, dispatch(10, jobs=1)]).dispatch  # assigned, joining
+    assert plan([person()], [ASKED, dispatch(5)]).dispatch  # refused: no job after 3 s
+    assert plan([person()], [ASKED, dispatch(20, jobs=1)]).dispatch  # assigned, never came
+    # assigned to a worker that has died (or stopped) since: not on its way any more
+    dead = {"AW_1": "dead"}
+    assert plan([person()], [ASKED, dispatch(10, jobs=1)], states=dead).dispatch
+
+
+def test_only_our_agent_name_counts() -> None:
+    other_agent = bot(name="someone-else")
+    assert plan([person(), other_agent], [ASKED], agent_name="").dispatch
+    named = dispatch(60, jobs=1, name="named")
+    assert not plan([person(), bot(name="named")], [named], agent_name="named").dispatch
+    assert plan([person()], [named, dispatch(1, name="other")], agent_name="named").dispatch
+    assert not plan([person()], [ASKED], agent_name="named").dispatch  # did not ask for it
+    not_lkbot = ParticipantInfo(identity="a", kind=Kind.AGENT, attributes={"lk.agent.name": ""})
+    assert plan([person(), not_lkbot], [ASKED]).dispatch
+
+
+def test_registry_knows_dead_from_unknown(tmp_path: Path) -> None:
+    reg = WorkerRegistry(tmp_path, stale_after=10)
+    assert reg.state("AW_x") == "unknown"
+    reg.beat("AW_me")
+    assert reg.state("AW_me") == "alive"
+    assert reg.state("AW_me", now=time.time() + 11) == "dead"  # stopped beating
+    # a worker whose process is gone is dead at once
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    (tmp_path / "AW_gone").write_text(gone.stdout.strip())
+    assert reg.state("AW_gone") == "dead"
+    reg.retire("AW_me")  # stopped cleanly
+    assert reg.state("AW_me") == "dead"
+    reg.forget("AW_me")
+    assert reg.state("AW_me") == "unknown"
+    assert os.getpid()  # this process is alive, and beats as such
+    reg.beat("AW_weird/../id")
+    assert reg.state("AW_weird/../id") == "alive" and not (tmp_path.parent / "id").exists()
+
+
+def test_load_means_capacity_at_the_servers_threshold() -> None:
+    load = RoomLoad(max_rooms=50, target_load=0.7)
+    assert load.of(0) == 0
+    assert load.of(49) < 0.7 <= load.of(50)  # the server sends rooms until exactly 50
+    assert load.of(500) == 0.7
