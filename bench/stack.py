@@ -55,7 +55,7 @@ class Stack:
     def start_workers(self) -> None:
         common = {
             "OPENAI_BASE_URL": self.llm_url,
-            "BOT_LOAD_THRESHOLD": "inf",
+            "BOT_MAX_ROOMS": "1000",  # capacity is not what the sweep measures
             "BOT_LOG_LEVEL": "WARNING",
         }
         ready = self.logdir / "ours.ready"

@@ -65,6 +65,7 @@ class Settings(BaseSettings):
     rate_burst: Annotated[int, Field(ge=1)] = 20
     rate_per_second: Annotated[float, Field(gt=0)] = 5.0
     dedupe_window: Annotated[int, Field(ge=1)] = 512
+    resume_window: Annotated[int, Field(ge=1)] = 256  # messages kept for session.hello resume
     history_max_items: Annotated[int, Field(ge=2)] = 200
     context_max_items: Annotated[int, Field(ge=2)] = 40
     delta_interval_ms: Annotated[int, Field(ge=0)] = 40

@@ -46,14 +46,30 @@ async def test_features_list_tools_only_when_tools_are_offered(make_bot: MakeBot
     assert isinstance(ready, SessionReady) and "tools" in ready.features
 
 
-async def test_resume_gap_is_reported(bot: Harness) -> None:
-    bot.send("alice", msg("ping", id="p1"))
-    await bot.answer("alice", "p1")
+async def test_resume_replays_what_was_missed(bot: Harness) -> None:
+    for i in range(3):
+        bot.send("alice", msg("ping", id=f"p{i}"))
+    await bot.answer("alice", "p2")
+    bot.send("alice", msg("session.hello", id="h1", resume={"last_seq": 1}))
+    await bot.answer("alice", "h1")
+    msgs = bot.messages("alice")
+    # seq 2 and 3 again, in order, then the answer to the hello
+    assert [(m.type, m.seq) for m in msgs[3:]] == [("pong", 2), ("pong", 3), ("session.ready", 4)]
+    assert "resume" in msgs[-1].features  # type: ignore[union-attr]
+    bot.send("alice", msg("session.hello", id="h2", resume={"last_seq": 4}))
+    assert (await bot.answer("alice", "h2")).seq == 5  # nothing missed: nothing replayed
+
+
+async def test_resume_gap_names_what_is_gone(make_bot: MakeBot) -> None:
+    bot = await make_bot(resume_window=2)
+    for i in range(4):
+        bot.send("alice", msg("ping", id=f"p{i}"))
+    await bot.answer("alice", "p3")
     bot.send("alice", msg("session.hello", id="h1", resume={"last_seq": 0}))
     err = await bot.answer("alice", "h1")
     assert isinstance(err, Error) and err.code == "resume_gap" and not err.retryable
-    bot.send("alice", msg("session.hello", id="h2", resume={"last_seq": 2}))
-    assert (await bot.answer("alice", "h2")).type == "session.ready"
+    assert "1..2" in err.message
+    assert len(bot.messages("alice")) == 5  # nothing was replayed
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from ..protocol.chunking import Reassembler, receive, split
 from ..protocol.codec import parse_bot_message
 from ..protocol.outbound import Ack, BotMessage, Error, SessionReady, TurnEnd, TurnReply
 
+log = logging.getLogger(__name__)
 DIRECT = {"ack", "session.ready", "history.page", "pong", "error"}
 CLIENT_MAX_MESSAGE_BYTES = 64 * 2**20  # what we accept from the bot; it is trusted
 Pred = Callable[[list[BotMessage]], bool]
@@ -58,7 +60,11 @@ class BotClient:
         self.on_message: Callable[[BotMessage], None] | None = None
         self.ready: SessionReady | None = None
         self.sent_ids: list[str] = []
+        self.last_seq = 0  # the highest seq received: what a resume asks to continue from
+        self.bot_identity: str | None = None  # the bot we talk to, once found
+        self._resuming: set[asyncio.Task[SessionReady]] = set()
         self.room.on("data_received", self._on_data)
+        self.room.on("reconnected", self._on_reconnected)
 
     @property
     def identity(self) -> str:
@@ -75,12 +81,33 @@ class BotClient:
         # Non-publishers' joins reach others in 3 s batches; an attribute change is
         # broadcast at once, so the bot learns of us now rather than in 3 s.
         await self.room.local_participant.set_attributes({"lkbot.client": "1"})
-        agent = await asyncio.wait_for(self._wait_agent(), agent_timeout)
+        agent = self.bot_identity = await asyncio.wait_for(self._wait_agent(), agent_timeout)
         if handshake:
             self.ready = await self.hello()
         return agent
 
-    async def hello(self, *, attempts: int = 8, first_wait: float = 0.25) -> SessionReady:
+    def _on_reconnected(self) -> None:
+        """LiveKit drops what is published while a connection is re-established:
+        ask the bot for everything after the last seq we have."""
+        if self.ready is None:
+            return
+        task = asyncio.create_task(self._resume())
+        self._resuming.add(task)
+        task.add_done_callback(self._resumed)
+
+    def _resumed(self, task: asyncio.Task[SessionReady]) -> None:
+        self._resuming.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("could not resume after a reconnect: %s", task.exception())
+
+    async def _resume(self) -> SessionReady:
+        # a restarted server forgot our attribute, and announces us in 3 s batches
+        await self.room.local_participant.set_attributes({"lkbot.client": "1"})
+        return await self.hello(resume=True)
+
+    async def hello(
+        self, *, attempts: int = 8, first_wait: float = 0.25, resume: bool = False
+    ) -> SessionReady:
         """`session.hello` until `session.ready` arrives.
 
         A packet sent in the first moments after joining can reach the bot before
@@ -88,10 +115,18 @@ class BotClient:
         it. Each try uses a new id, so no message goes unanswered once it is seen."""
         wait = first_wait
         for _ in range(attempts):
-            msg_id = await self.send({"type": "session.hello", "client": {"name": "lkbot-client"}})
+            body: dict[str, Any] = {"type": "session.hello", "client": {"name": "lkbot-client"}}
+            if resume:
+                body["resume"] = {"last_seq": self.last_seq}
             try:
+                msg_id = await self.send(body)
                 await self.wait_for(self._answered(msg_id), wait)
             except TimeoutError:
+                wait = min(wait * 2, 4.0)
+                continue
+            except Exception as e:  # e.g. publishing while the connection is re-established
+                log.info("session.hello not sent (%s); trying again", e)
+                await asyncio.sleep(wait)
                 wait = min(wait * 2, 4.0)
                 continue
             answer = self.answer_to(msg_id)
@@ -139,17 +174,21 @@ class BotClient:
     async def wait_bot(self, *, exclude: str | None = None, timeout: float = 30.0) -> str:
         """Wait (bounded) for a bot in the room other than `exclude` (one that left or
         whose worker died), until the old one is gone too; then handshake with it."""
-        agent = await asyncio.wait_for(self._wait_agent(exclude), timeout)
+        agent = self.bot_identity = await asyncio.wait_for(self._wait_agent(exclude), timeout)
         if exclude is not None:
             await asyncio.wait_for(self._gone(exclude), timeout)
+            self.last_seq = 0  # another bot: a conversation that starts over
         self.ready = await self.hello()
         return agent
 
     async def _gone(self, identity: str) -> None:
         left = asyncio.Event()
-        handler = self.room.on(
-            "participant_disconnected", lambda p: p.identity == identity and left.set()
-        )
+
+        def gone(p: rtc.RemoteParticipant) -> None:
+            if p.identity == identity:
+                left.set()
+
+        handler = self.room.on("participant_disconnected", gone)
         try:
             if identity in self.room.remote_participants:
                 await left.wait()
@@ -158,9 +197,14 @@ class BotClient:
 
     @property
     def agent(self) -> str:
+        """The bot we talk to: the one found first while it stays (a second bot may
+        join for a moment after a server restart), else whichever is here now."""
+        if self.bot_identity is not None and self.bot_identity in self.room.remote_participants:
+            return self.bot_identity
         agent = self._agent()
         if agent is None:
             raise RuntimeError("the bot is not in the room")
+        self.bot_identity = agent
         return agent
 
     async def disconnect(self) -> None:
@@ -199,6 +243,10 @@ class BotClient:
         if whole is None:
             return  # a chunk frame; the message is not complete yet
         msg = parse_bot_message(whole)
+        seq = getattr(msg, "seq", 0)
+        if seq and seq <= self.last_seq:
+            return  # a replayed message we already have
+        self.last_seq = max(self.last_seq, seq)
         self.messages.append(msg)
         if self.on_message is not None:
             self.on_message(msg)

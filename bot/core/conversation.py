@@ -23,7 +23,9 @@ class Conversation:
         self, identity: str, settings: Settings, transport: Transport, engine: TurnEngine
     ) -> None:
         self.identity = identity
-        self.outbox = Outbox(transport, identity, max_packet=settings.max_packet)
+        self.outbox = Outbox(
+            transport, identity, max_packet=settings.max_packet, window=settings.resume_window
+        )
         self.history = History(settings.history_max_items)
         self.ids = IdempotencyWindow(settings.dedupe_window)
         self.bucket = TokenBucket(burst=settings.rate_burst, per_second=settings.rate_per_second)

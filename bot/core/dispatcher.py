@@ -66,6 +66,9 @@ class Dispatcher:
 
         conv.reader = supervise(self._read(conv), name="sender-reader", on_crash=restart)
 
+    def senders(self) -> list[str]:
+        return list(self._conversations)
+
     def on_participant_left(self, identity: str) -> None:
         conv = self._conversations.pop(identity, None)
         if conv is None:

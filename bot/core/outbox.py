@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import secrets
+from collections import deque
 
 from ..protocol.chunking import split
 from ..protocol.codec import encode
 from ..protocol.outbound import BotEnvelope
 from .clock import now_ms
+from .tasks import supervise
 from .transport import Transport
 
 log = logging.getLogger(__name__)
@@ -21,9 +24,21 @@ class Outbox:
     `put` is synchronous: seq order is fixed the moment a message is queued, and one
     task publishes frames strictly in that order, so `seq` has no gaps and a chunked
     message's frames are never interleaved with anything else.
+
+    The last messages sent are kept (a window bounded by count and bytes) so that a
+    client that lost some (LiveKit drops packets published while a connection is
+    being re-established, without an error) can have them again: `replay`.
     """
 
-    def __init__(self, transport: Transport, identity: str, *, max_packet: int) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        identity: str,
+        *,
+        max_packet: int,
+        window: int = 256,
+        window_bytes: int = 1 << 20,
+    ) -> None:
         self._transport = transport
         self._identity = identity
         self._max_packet = max_packet
@@ -31,10 +46,59 @@ class Outbox:
         self._queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._window: deque[tuple[int, str, str]] = deque()  # (seq, topic, json text)
+        self._window_max = window
+        self._window_bytes_max = window_bytes
+        self._window_bytes = 0
 
     @property
     def last_seq(self) -> int:
         return self._seq
+
+    @property
+    def first_kept(self) -> int:
+        """The oldest seq `replay` can still send (last_seq + 1 when none is kept)."""
+        return self._window[0][0] if self._window else self._seq + 1
+
+    def replay(self, after: int) -> bool:
+        """Send again, in order, every message with seq > `after`; False (and nothing
+        sent) when the window no longer holds all of them."""
+        if after >= self._seq:
+            return True
+        if after + 1 < self.first_kept:
+            return False
+        for seq, topic, text in self._window:
+            if seq > after:
+                self._enqueue(topic, text, of=None)
+        return True
+
+    def _keep(self, seq: int, topic: str, text: str) -> None:
+        self._window.append((seq, topic, text))
+        self._window_bytes += len(text)
+        while self._window and (
+            len(self._window) > self._window_max or self._window_bytes > self._window_bytes_max
+        ):
+            _, _, old = self._window.popleft()
+            self._window_bytes -= len(old)
+
+    def _enqueue(self, topic: str, text: str, of: str | None) -> None:
+        if len(text.encode()) <= self._max_packet:
+            self._queue.put_nowait((topic, text))
+        else:
+            frame_of = of or json.loads(text)["id"]
+            for frame in split(text, of=frame_of, max_packet=self._max_packet):
+                self._queue.put_nowait((topic, frame))
+        if self._task is None:
+            self._task = supervise(
+                self._pump(), name="outbox", on_crash=lambda _: self._restart_pump()
+            )
+
+    def _restart_pump(self) -> None:
+        self._task = None
+        if not self._closed and not self._queue.empty():
+            self._task = supervise(
+                self._pump(), name="outbox", on_crash=lambda _: self._restart_pump()
+            )
 
     def put(self, msg: BotEnvelope, topic: str) -> BotEnvelope:
         if self._closed:
@@ -44,13 +108,8 @@ class Outbox:
             update={"id": f"b{self._seq}-{secrets.token_hex(3)}", "seq": self._seq, "ts": now_ms()}
         )
         text = encode(stamped)
-        if len(text.encode()) <= self._max_packet:
-            self._queue.put_nowait((topic, text))
-        else:
-            for frame in split(text, of=stamped.id, max_packet=self._max_packet):
-                self._queue.put_nowait((topic, frame))
-        if self._task is None:
-            self._task = asyncio.create_task(self._pump(), name=f"outbox-{self._identity}")
+        self._keep(self._seq, topic, text)
+        self._enqueue(topic, text, of=stamped.id)
         return stamped
 
     async def _pump(self) -> None:

@@ -29,6 +29,10 @@ class PacketSink(Protocol):
 
     def on_participant_left(self, identity: str) -> None: ...
 
+    def senders(self) -> list[str]:
+        """Who has a conversation now (to reconcile after a reconnect)."""
+        ...
+
 
 class Transport(Protocol):
     async def send(self, identity: str, topic: str, payload: str) -> None:

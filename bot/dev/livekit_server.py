@@ -58,10 +58,20 @@ class DevServer:
         stop_process(self.process, timeout)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash would (the config stays, for `restart`)."""
+        self.process.kill()
+        self.process.wait(10)
+
+    def restart(self, timeout: float = 30.0) -> None:
+        """Start again on the same ports and keys (after `kill`), with no state."""
+        self.process = _launch(self.workdir)
+        _wait_ready(self, timeout)
+
 
 def start(*, log_level: str = "warn", timeout: float = 30.0) -> DevServer:
     """Start the server and wait (bounded) until its health check answers OK."""
-    binary = find_binary()
+    find_binary()  # fail before making anything, with the install hint
     port, tcp_port, udp_port = free_port(), free_port(), free_port(socket.SOCK_DGRAM)
     api_key, api_secret = "devkey", secrets.token_urlsafe(32)
     workdir = Path(tempfile.mkdtemp(prefix="lkbot-server-"))
@@ -74,26 +84,33 @@ def start(*, log_level: str = "warn", timeout: float = 30.0) -> DevServer:
         log_level=log_level,
     )
     (workdir / "livekit.yaml").write_text(config)
+    server = DevServer(f"ws://127.0.0.1:{port}", api_key, api_secret, _launch(workdir), workdir)
+    try:
+        _wait_ready(server, timeout)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def _launch(workdir: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k not in _SCRUB}
-    with (workdir / "livekit-server.log").open("wb") as log:
-        process = subprocess.Popen(
-            [str(binary), "--config", str(workdir / "livekit.yaml")],
+    with (workdir / "livekit-server.log").open("ab") as log:
+        return subprocess.Popen(
+            [str(find_binary()), "--config", str(workdir / "livekit.yaml")],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
         )
-    server = DevServer(f"ws://127.0.0.1:{port}", api_key, api_secret, process, workdir)
-    try:
-        wait_http_ok(
-            f"http://127.0.0.1:{port}/",
-            process,
-            workdir / "livekit-server.log",
-            what="livekit-server",
-            timeout=timeout,
-            accept=lambda b: b.strip() == b"OK",
-        )
-    except BaseException:
-        server.stop()
-        raise
-    return server
+
+
+def _wait_ready(server: DevServer, timeout: float) -> None:
+    wait_http_ok(
+        server.url.replace("ws://", "http://") + "/",
+        server.process,
+        server.workdir / "livekit-server.log",
+        what="livekit-server",
+        timeout=timeout,
+        accept=lambda b: b.strip() == b"OK",
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -14,9 +15,28 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A port that is free on 127.0.0.1 right now (TCP by default)."""
-    with socket.socket(socket.AF_INET, kind) as s:
+    """A port that is free on 127.0.0.1 right now (TCP by default).
+
+    Chosen below the kernel's ephemeral range, so that no outgoing connection is
+    handed it by chance: a server restarted on its old ports finds them free."""
+    high = max(_ephemeral_low() - 1, 11000)
+    for _ in range(200):
+        port = random.randint(10000, high)
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(socket.AF_INET, kind) as s:  # crowded: any free port
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 

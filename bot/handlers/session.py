@@ -6,7 +6,16 @@ from ..protocol.inbound import SessionHello
 from ..protocol.outbound import Limits, SessionReady, ToolInfo
 from ..protocol.version import PROTOCOL_LABEL
 
-FEATURES = ["streaming", "tools", "cancel", "history", "chunking", "on_busy", "idempotency"]
+FEATURES = [
+    "streaming",
+    "tools",
+    "cancel",
+    "history",
+    "chunking",
+    "on_busy",
+    "idempotency",
+    "resume",
+]
 
 
 def features(tools: list[ToolInfo]) -> list[str]:
@@ -15,12 +24,13 @@ def features(tools: list[ToolInfo]) -> list[str]:
 
 
 async def handle_hello(msg: SessionHello, ctx: Context) -> None:
-    sent = ctx.conversation.outbox.last_seq
-    if msg.resume is not None and msg.resume.last_seq < sent:
-        # Replaying buffered messages is not implemented yet: say what was lost.
+    outbox = ctx.conversation.outbox
+    if msg.resume is not None and not outbox.replay(msg.resume.last_seq):
+        gone_to = outbox.first_kept - 1
         raise ResumeGap(
-            f"cannot replay messages {msg.resume.last_seq + 1}..{sent}; "
-            "start over (history.get returns the conversation so far)"
+            f"messages {msg.resume.last_seq + 1}..{gone_to} are no longer kept "
+            f"(the bot keeps the last {ctx.settings.resume_window}); "
+            "history.get returns the conversation so far"
         )
     s = ctx.settings
     tools = ctx.services.engine.tool_infos()

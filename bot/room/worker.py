@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from ..llm.tools import load_tools
 from ..protocol.version import PROTOCOL_VERSION
 from ..turns.engine import TurnEngine
 from .capacity import AcceptWhileRoom, RoomKeeper, RoomLoad
+from .liveness import WorkerRegistry
+from .one_bot import SINCE_ATTRIBUTE, OneBotPerRoom
 from .rtc_transport import RoomTransport
 from .watchdog import PROTOCOL_ATTRIBUTE, WORKER_ATTRIBUTE
 
@@ -28,6 +31,7 @@ log = logging.getLogger("bot")
 # The dispatcher of each running job, for session_end (keyed by job id: the
 # thread executor runs several jobs in one process).
 _DISPATCHERS: dict[str, Dispatcher] = {}
+_TASKS: set[asyncio.Task[None]] = set()
 
 
 @dataclass(frozen=True)
@@ -66,16 +70,34 @@ async def _run_room(settings: Settings, ctx: JobContext) -> None:
         await model.aclose()
 
     ctx.add_shutdown_callback(after_disconnect)
+    since = time.time_ns()
+    guard = OneBotPerRoom(
+        ctx.room,
+        since_ns=since,
+        agent_name=settings.agent_name,
+        liveness=WorkerRegistry().state,
+        leave=lambda: ctx.shutdown("another bot serves this room"),
+    )
     await ctx.connect(auto_subscribe=AutoSubscribe.SUBSCRIBE_NONE)
     # Participants that publish no media are announced to the room in 3 s batches;
     # an attribute change is announced at once, so clients see the bot right away.
-    await ctx.room.local_participant.set_attributes(
-        {
-            PROTOCOL_ATTRIBUTE: str(PROTOCOL_VERSION),
-            "lkbot.topics": ",".join(settings.topics),
-            WORKER_ATTRIBUTE: ctx.worker_id,  # the dispatch watchdog tells dead bots by it
-        }
-    )
+    attributes = {
+        PROTOCOL_ATTRIBUTE: str(PROTOCOL_VERSION),
+        "lkbot.topics": ",".join(settings.topics),
+        WORKER_ATTRIBUTE: ctx.worker_id,  # the dispatch watchdog tells dead bots by it
+        SINCE_ATTRIBUTE: str(since),  # the younger of two bots leaves (one_bot.py)
+    }
+    await ctx.room.local_participant.set_attributes(attributes)
+    guard.check()
+
+    # A restarted livekit-server has forgotten them: without them clients no longer
+    # recognise the bot (and drop its packets as forged).
+    def reannounce() -> None:
+        task = asyncio.create_task(ctx.room.local_participant.set_attributes(attributes))
+        _TASKS.add(task)
+        task.add_done_callback(_TASKS.discard)
+
+    ctx.room.on("reconnected", reannounce)
     log.info("joined a room; listening on topics %s", ",".join(settings.topics))
 
 

@@ -65,7 +65,9 @@ def start_worker(lk: DevServer, llm_url: str | None, **settings: str) -> Proc:
         LIVEKIT_API_SECRET=lk.api_secret,
         BOT_HTTP_PORT="0",
         BOT_TOOLS_MODULE="tests.tools_fixture",
-        BOT_LLM_TIMEOUT="3",
+        # Generous: tests stall turns on purpose and cancel or stop them; on a loaded
+        # box a short LLM timeout would win that race. The timeout itself is unit-tested.
+        BOT_LLM_TIMEOUT="120",
         BOT_TOOL_TIMEOUT="2",
         BOT_LLM_RETRIES="0",
         PYTHONPATH=str(ROOT),

@@ -123,3 +123,35 @@ async def test_a_burst_of_rooms_each_gets_a_bot(
         assert [r.reply for r in replies] == [f"You said: hi {i}" for i in range(10)]
     finally:
         worker.stop()
+
+
+async def test_a_livekit_server_restart_mid_turn_ends_the_turn(
+    llm_url: str, clients: list[BotClient]
+) -> None:
+    """kill -9 of livekit-server while a turn runs, back on the same ports: the client's
+    turn still ends (its events are re-sent once the bot has reconnected)."""
+    lk = livekit_server.start()
+    worker = start_worker(lk, llm_url, watchdog_interval="1")
+    try:
+        alice = await _join(lk, f"restart-{uuid.uuid4().hex[:6]}", "alice", clients)
+        await alice.wait_bot(timeout=BOUND)
+        answer = await alice.request("chat.message", text=script(say="made it", delay=4))
+        turn = answer.turn  # type: ignore[union-attr]
+        await alice.wait_for(lambda _: any(e.type == "turn.start" for e in alice.turn_events(turn)))
+        lk.kill()
+        await asyncio.sleep(2)  # the outage itself (not a wait for an outcome)
+        lk.restart()
+        await alice.wait_for(
+            lambda _: any(e.type == "turn.end" for e in alice.turn_events(turn)), BOUND
+        )
+        events = alice.turn_events(turn)
+        assert [e.type for e in events].count("turn.end") == 1
+        assert any(e.type == "turn.reply" and e.text == "made it" for e in events)  # type: ignore[union-attr]
+        seqs = [m.seq for m in alice.messages]
+        assert seqs == list(range(1, len(seqs) + 1))  # replayed, in order, no gap
+        # one bot is left in the room, and it is the one that kept the conversation
+        await alice.wait_for(lambda _: alice._agent(exclude=alice.agent) is None, BOUND)
+        assert (await alice.chat("and now?")).reply == "You said: and now?"
+    finally:
+        worker.stop()
+        lk.stop()
