@@ -27,8 +27,9 @@ test: lint  ## every check and every test: unit and end-to-end (real livekit-ser
 test-fast: setup  ## unit tests only (no livekit-server)
 	$(PY) -m pytest -m "not e2e"
 
-bench: setup  ## benchmarks over a real server (~10 min); publishes docs/performance.md
+bench: setup  ## benchmarks over a real server (~25 min); publishes docs/performance.md
 	$(PY) -m bench --publish
+	$(PY) -m bench.burst --publish
 
 bench-quick: setup  ## a small benchmark smoke run (~1 min)
 	$(PY) -m bench --quick

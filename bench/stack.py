@@ -101,6 +101,13 @@ class Stack:
 
 
 def start_stack() -> Stack:
+    stack = start_server_and_llm()
+    stack.start_workers()
+    return stack
+
+
+def start_server_and_llm() -> Stack:
+    """A loopback livekit-server and the scripted LLM; workers are the caller's."""
     lk = livekit_server.start()
     port = free_port()
     stack = Stack(lk=lk, llm_url=f"http://127.0.0.1:{port}/v1")
@@ -113,7 +120,6 @@ def start_stack() -> Stack:
         what="the scripted LLM server",
         timeout=30,
     )
-    stack.start_workers()
     return stack
 
 

@@ -93,7 +93,7 @@ class Settings(BaseSettings):
     # The dispatch watchdog: seconds between scans (0: off), and how long a dispatch
     # that LiveKit accepted may take to bring its bot before another is made.
     watchdog_interval: Annotated[float, Field(ge=0)] = 2.0
-    watchdog_grace: Annotated[float, Field(gt=0)] = 15.0
+    watchdog_grace: Annotated[float, Field(gt=0)] = 20.0
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("topics", "builtin_tools", mode="before")

@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from livekit import api
@@ -24,6 +26,8 @@ from .liveness import Heartbeat, WorkerRegistry
 from .watchdog import DispatchWatchdog
 
 log = logging.getLogger(__name__)
+
+ACCEPTED_FOR_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -40,19 +44,31 @@ class RoomLoad:
         return min(1.0, rooms / self.max_rooms) * self.target_load
 
 
-@dataclass(frozen=True)
+@dataclass
 class AcceptWhileRoom:
-    """The job request callback: take a room while under BOT_MAX_ROOMS."""
+    """The job request callback: take a room while under BOT_MAX_ROOMS. Remembers the
+    rooms it accepted until their job runs (`handling`), for the dispatch watchdog."""
 
     max_rooms: int
     server: AgentServer
+    accepted: dict[str, float] = field(default_factory=dict)  # room -> when
 
     async def __call__(self, request: JobRequest) -> None:
         if len(self.server.active_jobs) < self.max_rooms:
+            self.accepted[request.room.name] = time.monotonic()
             await request.accept()
         else:
             log.warning("at capacity (%d rooms, BOT_MAX_ROOMS): refusing a room", self.max_rooms)
             await request.reject()
+
+    def handling(self) -> set[str]:
+        """Rooms this worker runs, or accepted within the last minute (assignment and
+        a job's start can take that long on a busy box)."""
+        now = time.monotonic()
+        for room in [r for r, t in self.accepted.items() if now - t > ACCEPTED_FOR_S]:
+            del self.accepted[room]
+        running = {j.job.room.name for j in self.server.active_jobs}
+        return running | set(self.accepted)
 
 
 @dataclass
@@ -60,6 +76,7 @@ class RoomKeeper:
     """The worker's heartbeat and its dispatch watchdog, started once registered."""
 
     settings: Settings
+    handling: Callable[[], set[str]] = set
     registry: WorkerRegistry = field(default_factory=WorkerRegistry)
     _heartbeats: list[Heartbeat] = field(default_factory=list)
     _watchdog: asyncio.Task[None] | None = None
@@ -81,6 +98,7 @@ class RoomKeeper:
                 liveness=self.registry.state,
                 interval_s=s.watchdog_interval,
                 grace_s=s.watchdog_grace,
+                handling=self.handling,
             )
             self._watchdog = asyncio.create_task(watchdog.run(), name="dispatch-watchdog")
             log.info("dispatch watchdog: scanning rooms every %gs", s.watchdog_interval)

@@ -35,8 +35,6 @@ PROTOCOL_ATTRIBUTE = "lkbot.protocol"
 WORKER_ATTRIBUTE = "lkbot.worker"
 AGENT_NAME_ATTRIBUTE = "lk.agent.name"
 _CLIENT_KINDS = (ParticipantInfo.Kind.STANDARD, ParticipantInfo.Kind.SIP)
-# A dispatch with no job this long after it was made was refused by the server.
-UNASSIGNED_AFTER_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -57,8 +55,12 @@ def plan_room(
     liveness: Callable[[str], Liveness],
     grace_s: float,
     now_ns: int,
+    handling: bool = False,
 ) -> RoomPlan:
-    """Decide from the server's view of one room (pure: unit-tested on its own)."""
+    """Decide from the server's view of one room (pure: unit-tested on its own).
+
+    `handling`: this watchdog's own worker has accepted the room, or runs it: it is
+    on its way, however slow (a burst on a small box), and never dispatched twice."""
     people = 0
     live_bots = 0
     dead: list[str] = []
@@ -75,7 +77,7 @@ def plan_room(
     # room (automatic dispatch) unless the room asked for named agents (explicit).
     wanted = any(d.agent_name == agent_name for d in dispatches)
     pending = any(_pending(d, agent_name, liveness, grace_s, now_ns) for d in dispatches)
-    need = wanted and people > 0 and not live_bots and not pending
+    need = wanted and people > 0 and not live_bots and not pending and not handling
     return RoomPlan(room=room, remove=dead, dispatch=need)
 
 
@@ -93,15 +95,15 @@ def _pending(
     grace_s: float,
     now_ns: int,
 ) -> bool:
-    """A dispatch of ours that may still bring a bot: young, or assigned to a worker
-    not known dead and not late."""
+    """A dispatch of ours that may still bring a bot: younger than the grace, and not
+    assigned only to workers known dead. (A dispatch no worker took has no job either,
+    but so has one a busy worker has not answered yet: only time tells them apart.)"""
     if d.agent_name != agent_name or d.state.deleted_at:
         return False
     age_s = (now_ns - d.state.created_at) / 1e9
-    if age_s < UNASSIGNED_AFTER_S:
-        return True
-    live_jobs = [j for j in d.state.jobs if liveness(j.state.worker_id) != "dead"]
-    return bool(live_jobs) and age_s < grace_s
+    if age_s >= grace_s:
+        return False
+    return not d.state.jobs or any(liveness(j.state.worker_id) != "dead" for j in d.state.jobs)
 
 
 class DispatchWatchdog:
@@ -113,10 +115,12 @@ class DispatchWatchdog:
         liveness: Callable[[str], Liveness],
         interval_s: float,
         grace_s: float,
+        handling: Callable[[], set[str]] = set,
     ) -> None:
         self._api = lkapi
         self._agent_name = agent_name
         self._liveness = liveness
+        self._handling = handling  # rooms this worker has accepted or runs
         self._interval = interval_s
         self._grace = grace_s
         self.dispatched = 0  # rooms given a bot by this watchdog (for logs and tests)
@@ -135,7 +139,7 @@ class DispatchWatchdog:
         rooms = await self._api.room.list_rooms(api.ListRoomsRequest())
         plans: list[RoomPlan] = []
         for room in rooms.rooms:
-            if room.num_participants == 0:
+            if room.num_participants == 0 or room.name in self._handling():
                 continue
             plan = await self._plan(room.name)
             if plan.remove or plan.dispatch:

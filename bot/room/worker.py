@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,11 @@ def build_server(settings: Settings, *, dev: bool) -> AgentServer:
     return server
 
 
+def _handling(server: AgentServer) -> Callable[[], set[str]]:
+    accept = server._request_fnc  # the AcceptWhileRoom registered above
+    return accept.handling if isinstance(accept, AcceptWhileRoom) else set
+
+
 def _use_local_model(settings: Settings) -> tuple[Settings, LocalModelServer]:
     """Start the local model and point this process and its jobs at it."""
     log.info(
@@ -164,7 +170,7 @@ async def serve(settings: Settings, *, dev: bool, ready_file: Path | None = None
 
 async def _serve(settings: Settings, *, dev: bool, ready_file: Path | None) -> None:
     server = build_server(settings, dev=dev)
-    keeper = RoomKeeper(settings)
+    keeper = RoomKeeper(settings, handling=_handling(server))
 
     def on_registered(worker_id: str, *_: Any) -> None:
         how = f"agent name {settings.agent_name!r}" if settings.agent_name else "automatic dispatch"

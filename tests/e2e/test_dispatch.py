@@ -112,7 +112,7 @@ async def test_a_burst_of_rooms_each_gets_a_bot(
 ) -> None:
     """Rooms created at once, while the worker runs: every one is served (no load
     refusal, no lost job). The 50-room burst is measured by `make bench`."""
-    worker = start_worker(lk2, llm_url, job_executor="thread")
+    worker = start_worker(lk2, llm_url)
     try:
         tag = uuid.uuid4().hex[:6]
         joined = await asyncio.gather(
