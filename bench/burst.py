@@ -23,7 +23,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from livekit import api, rtc
+from livekit import api
 
 from bot.client.bot_client import BotClient
 from bot.config import Settings
@@ -67,9 +67,7 @@ async def _one(
     out.append(client)
     started = time.monotonic()
     try:
-        token = mint_token(settings, room=room, identity="user")
-        await client.room.connect(lk.url, token, rtc.RoomOptions(auto_subscribe=False))
-        await client.room.local_participant.set_attributes({"lkbot.client": "1"})
+        await client.join(lk.url, mint_token(settings, room=room, identity="user"))
     except Exception:
         return False, None  # the client never got in: not the bot's to answer
     try:

@@ -16,6 +16,7 @@ from typing import Any
 
 from livekit import rtc
 
+from ..protocol.attributes import CLIENT_ATTRIBUTE, is_bot
 from ..protocol.chunking import Reassembler, receive, split
 from ..protocol.codec import parse_bot_message
 from ..protocol.outbound import Ack, BotMessage, Error, SessionReady, TurnEnd, TurnReply
@@ -77,14 +78,22 @@ class BotClient:
         self, url: str, token: str, *, agent_timeout: float = 30.0, handshake: bool = True
     ) -> str:
         """Join the room, wait (bounded) for the bot, and handshake; returns its identity."""
-        await self.room.connect(url, token, rtc.RoomOptions(auto_subscribe=False))
-        # Non-publishers' joins reach others in 3 s batches; an attribute change is
-        # broadcast at once, so the bot learns of us now rather than in 3 s.
-        await self.room.local_participant.set_attributes({"lkbot.client": "1"})
+        await self.join(url, token)
         agent = self.bot_identity = await asyncio.wait_for(self._wait_agent(), agent_timeout)
         if handshake:
             self.ready = await self.hello()
         return agent
+
+    async def join(self, url: str, token: str) -> None:
+        """Join the room and announce ourselves; nothing more (no bot needed yet)."""
+        await self.room.connect(url, token, rtc.RoomOptions(auto_subscribe=False))
+        await self.announce()
+
+    async def announce(self) -> None:
+        """Non-publishers' joins reach others in 3 s batches; an attribute change is
+        broadcast at once, so the bot learns of us now. (A restarted server forgets
+        it: set it again after a reconnect.)"""
+        await self.room.local_participant.set_attributes({CLIENT_ATTRIBUTE: "1"})
 
     def _on_reconnected(self) -> None:
         """LiveKit drops what is published while a connection is re-established:
@@ -101,8 +110,7 @@ class BotClient:
             log.warning("could not resume after a reconnect: %s", task.exception())
 
     async def _resume(self) -> SessionReady:
-        # a restarted server forgot our attribute, and announces us in 3 s batches
-        await self.room.local_participant.set_attributes({"lkbot.client": "1"})
+        await self.announce()
         return await self.hello(resume=True)
 
     async def hello(
@@ -141,8 +149,7 @@ class BotClient:
         return (
             p is not None
             and p.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
-            and "lkbot.protocol" in p.attributes
-            and (self.agent_name is None or p.attributes.get("lk.agent.name") == self.agent_name)
+            and is_bot(p.attributes, self.agent_name)
         )
 
     def _agent(self, exclude: str | None = None) -> str | None:

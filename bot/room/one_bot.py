@@ -16,12 +16,10 @@ from collections.abc import Callable
 
 from livekit import rtc
 
+from ..protocol.attributes import SINCE_ATTRIBUTE, WORKER_ATTRIBUTE, is_bot
 from .liveness import Liveness
-from .watchdog import AGENT_NAME_ATTRIBUTE, PROTOCOL_ATTRIBUTE, WORKER_ATTRIBUTE
 
 log = logging.getLogger(__name__)
-
-SINCE_ATTRIBUTE = "lkbot.since"
 
 
 def elder(
@@ -36,8 +34,7 @@ def elder(
         attrs = p.attributes
         if (
             p.kind != rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
-            or PROTOCOL_ATTRIBUTE not in attrs
-            or attrs.get(AGENT_NAME_ATTRIBUTE, "") != agent_name
+            or not is_bot(attrs, agent_name)
             or liveness(attrs.get(WORKER_ATTRIBUTE, "")) == "dead"
         ):
             continue

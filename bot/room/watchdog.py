@@ -27,13 +27,11 @@ from livekit import api
 from livekit.protocol.agent_dispatch import AgentDispatch
 from livekit.protocol.models import ParticipantInfo
 
+from ..protocol.attributes import WORKER_ATTRIBUTE, is_bot
 from .liveness import Liveness
 
 log = logging.getLogger(__name__)
 
-PROTOCOL_ATTRIBUTE = "lkbot.protocol"
-WORKER_ATTRIBUTE = "lkbot.worker"
-AGENT_NAME_ATTRIBUTE = "lk.agent.name"
 _CLIENT_KINDS = (ParticipantInfo.Kind.STANDARD, ParticipantInfo.Kind.SIP)
 
 
@@ -67,7 +65,7 @@ def plan_room(
     for p in participants:
         if p.kind in _CLIENT_KINDS:
             people += 1
-        elif p.kind == ParticipantInfo.Kind.AGENT and _ours(p, agent_name):
+        elif p.kind == ParticipantInfo.Kind.AGENT and is_bot(p.attributes, agent_name):
             if liveness(p.attributes.get(WORKER_ATTRIBUTE, "")) == "dead":
                 dead.append(p.identity)
             else:
@@ -79,13 +77,6 @@ def plan_room(
     pending = any(_pending(d, agent_name, liveness, grace_s, now_ns) for d in dispatches)
     need = wanted and people > 0 and not live_bots and not pending and not handling
     return RoomPlan(room=room, remove=dead, dispatch=need)
-
-
-def _ours(p: ParticipantInfo, agent_name: str) -> bool:
-    return (
-        PROTOCOL_ATTRIBUTE in p.attributes
-        and p.attributes.get(AGENT_NAME_ATTRIBUTE, "") == agent_name
-    )
 
 
 def _pending(

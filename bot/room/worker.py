@@ -19,13 +19,18 @@ from ..llm import local as local_llm
 from ..llm.endpoint import build_llm
 from ..llm.local import LocalModelServer
 from ..llm.tools import load_tools
+from ..protocol.attributes import (
+    PROTOCOL_ATTRIBUTE,
+    SINCE_ATTRIBUTE,
+    TOPICS_ATTRIBUTE,
+    WORKER_ATTRIBUTE,
+)
 from ..protocol.version import PROTOCOL_VERSION
 from ..turns.engine import TurnEngine
 from .capacity import AcceptWhileRoom, RoomKeeper, RoomLoad
 from .liveness import WorkerRegistry
-from .one_bot import SINCE_ATTRIBUTE, OneBotPerRoom
+from .one_bot import OneBotPerRoom
 from .rtc_transport import RoomTransport
-from .watchdog import PROTOCOL_ATTRIBUTE, WORKER_ATTRIBUTE
 
 log = logging.getLogger("bot")
 
@@ -84,7 +89,7 @@ async def _run_room(settings: Settings, ctx: JobContext) -> None:
     # an attribute change is announced at once, so clients see the bot right away.
     attributes = {
         PROTOCOL_ATTRIBUTE: str(PROTOCOL_VERSION),
-        "lkbot.topics": ",".join(settings.topics),
+        TOPICS_ATTRIBUTE: ",".join(settings.topics),
         WORKER_ATTRIBUTE: ctx.worker_id,  # the dispatch watchdog tells dead bots by it
         SINCE_ATTRIBUTE: str(since),  # the younger of two bots leaves (one_bot.py)
     }

@@ -42,13 +42,9 @@ async def clients() -> AsyncIterator[list[BotClient]]:
 
 
 async def _join(lk: DevServer, room: str, identity: str, made: list[BotClient]) -> BotClient:
-    from livekit import rtc
-
     client = BotClient()
     made.append(client)
-    token = mint_token(settings_for(lk), room=room, identity=identity)
-    await client.room.connect(lk.url, token, rtc.RoomOptions(auto_subscribe=False))
-    await client.room.local_participant.set_attributes({"lkbot.client": "1"})
+    await client.join(lk.url, mint_token(settings_for(lk), room=room, identity=identity))
     return client
 
 
