@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import secrets
 from collections import deque
+from dataclasses import dataclass
 
 from ..protocol.chunking import split
 from ..protocol.codec import encode
@@ -16,6 +16,17 @@ from .tasks import supervise
 from .transport import Transport
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Sent:
+    """A message as sent, kept for replay."""
+
+    seq: int
+    id: str
+    topic: str
+    text: str  # its JSON
+    size: int  # UTF-8 bytes of `text`
 
 
 class Outbox:
@@ -46,7 +57,7 @@ class Outbox:
         self._queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
-        self._window: deque[tuple[int, str, str]] = deque()  # (seq, topic, json text)
+        self._window: deque[_Sent] = deque()
         self._window_max = window
         self._window_bytes_max = window_bytes
         self._window_bytes = 0
@@ -58,7 +69,7 @@ class Outbox:
     @property
     def first_kept(self) -> int:
         """The oldest seq `replay` can still send (last_seq + 1 when none is kept)."""
-        return self._window[0][0] if self._window else self._seq + 1
+        return self._window[0].seq if self._window else self._seq + 1
 
     def replay(self, after: int) -> bool:
         """Send again, in order, every message with seq > `after`; False (and nothing
@@ -67,38 +78,35 @@ class Outbox:
             return True
         if after + 1 < self.first_kept:
             return False
-        for seq, topic, text in self._window:
-            if seq > after:
-                self._enqueue(topic, text, of=None)
+        for sent in self._window:
+            if sent.seq > after:
+                self._enqueue(sent)
         return True
 
-    def _keep(self, seq: int, topic: str, text: str) -> None:
-        self._window.append((seq, topic, text))
-        self._window_bytes += len(text)
+    def _keep(self, sent: _Sent) -> None:
+        self._window.append(sent)
+        self._window_bytes += sent.size
         while self._window and (
             len(self._window) > self._window_max or self._window_bytes > self._window_bytes_max
         ):
-            _, _, old = self._window.popleft()
-            self._window_bytes -= len(old)
+            self._window_bytes -= self._window.popleft().size
 
-    def _enqueue(self, topic: str, text: str, of: str | None) -> None:
-        if len(text.encode()) <= self._max_packet:
-            self._queue.put_nowait((topic, text))
+    def _enqueue(self, sent: _Sent) -> None:
+        if sent.size <= self._max_packet:
+            self._queue.put_nowait((sent.topic, sent.text))
         else:
-            frame_of = of or json.loads(text)["id"]
-            for frame in split(text, of=frame_of, max_packet=self._max_packet):
-                self._queue.put_nowait((topic, frame))
+            for frame in split(sent.text, of=sent.id, max_packet=self._max_packet):
+                self._queue.put_nowait((sent.topic, frame))
         if self._task is None:
-            self._task = supervise(
-                self._pump(), name="outbox", on_crash=lambda _: self._restart_pump()
-            )
+            self._start_pump()
 
-    def _restart_pump(self) -> None:
+    def _start_pump(self) -> None:
+        self._task = supervise(self._pump(), name="outbox", on_crash=self._restart_pump)
+
+    def _restart_pump(self, _: BaseException) -> None:
         self._task = None
         if not self._closed and not self._queue.empty():
-            self._task = supervise(
-                self._pump(), name="outbox", on_crash=lambda _: self._restart_pump()
-            )
+            self._start_pump()
 
     def put(self, msg: BotEnvelope, topic: str) -> BotEnvelope:
         if self._closed:
@@ -108,8 +116,9 @@ class Outbox:
             update={"id": f"b{self._seq}-{secrets.token_hex(3)}", "seq": self._seq, "ts": now_ms()}
         )
         text = encode(stamped)
-        self._keep(self._seq, topic, text)
-        self._enqueue(topic, text, of=stamped.id)
+        sent = _Sent(self._seq, stamped.id, topic, text, len(text.encode()))
+        self._keep(sent)
+        self._enqueue(sent)
         return stamped
 
     async def _pump(self) -> None:

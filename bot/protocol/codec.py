@@ -34,21 +34,17 @@ def peek(data: bytes | str) -> Peek:
         return Peek(None, None)
     if not isinstance(obj, dict):
         return Peek(None, None)
-    of = peek_id({"id": obj.get("of")}) if obj.get("type") == "chunk" else None
-    return Peek(peek_id(obj), of)
+    of = _valid_id(obj.get("of")) if obj.get("type") == "chunk" else None
+    return Peek(_valid_id(obj.get("id")), of)
 
 
 def peek_id(data: bytes | str | dict[str, Any]) -> str | None:
     """The message id, if it has a valid one: for `reply_to` on errors, and for packets
     that are refused without being decoded (floods). Never raises."""
-    if not isinstance(data, dict):
-        try:
-            data = json.loads(data)
-        except (ValueError, RecursionError):  # every json.loads failure is one of these
-            return None
-        if not isinstance(data, dict):
-            return None
-    value = data.get("id")
+    return _valid_id(data.get("id")) if isinstance(data, dict) else peek(data).id
+
+
+def _valid_id(value: object) -> str | None:
     if isinstance(value, str) and 0 < len(value) <= 64 and _encodable(value):
         return value
     return None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import JsonValue
 
@@ -22,6 +22,8 @@ from ..protocol.outbound import (
 )
 from .turn import Turn
 
+TurnEvent = TurnStart | TurnStatus | TurnDelta | TurnToolCall | TurnToolResult | TurnReply | TurnEnd
+
 
 class TurnEmitter:
     """Sends one turn's events; guarantees at most one `turn.end`."""
@@ -31,52 +33,29 @@ class TurnEmitter:
         self._turn = turn
         self.ended = False
 
-    def _put(
-        self,
-        msg: TurnStart
-        | TurnStatus
-        | TurnDelta
-        | TurnToolCall
-        | TurnToolResult
-        | TurnReply
-        | TurnEnd,
-    ) -> None:
+    def _put(self, event: type[TurnEvent], **fields: Any) -> None:
+        """Every event of the turn names it and answers its chat.message."""
         if not self.ended:
+            msg = event(turn=self._turn.id, reply_to=self._turn.request_id, **fields)
             self._outbox.put(msg, self._turn.topic)
 
     def start(self) -> None:
-        self._put(TurnStart(turn=self._turn.id, reply_to=self._turn.request_id))
+        self._put(TurnStart)
 
     def status(self, state: Literal["thinking", "tool", "writing"]) -> None:
-        self._put(TurnStatus(state=state, turn=self._turn.id, reply_to=self._turn.request_id))
+        self._put(TurnStatus, state=state)
 
     def delta(self, text: str) -> None:
-        self._put(TurnDelta(text=text, turn=self._turn.id, reply_to=self._turn.request_id))
+        self._put(TurnDelta, text=text)
 
     def tool_call(self, call_id: str, name: str, arguments: JsonValue | None) -> None:
-        self._put(
-            TurnToolCall(
-                call_id=call_id,
-                name=name,
-                arguments=arguments,
-                turn=self._turn.id,
-                reply_to=self._turn.request_id,
-            )
-        )
+        self._put(TurnToolCall, call_id=call_id, name=name, arguments=arguments)
 
     def tool_result(self, call_id: str, status: ToolStatus, output: str | None) -> None:
-        self._put(
-            TurnToolResult(
-                call_id=call_id,
-                status=status,
-                output=output,
-                turn=self._turn.id,
-                reply_to=self._turn.request_id,
-            )
-        )
+        self._put(TurnToolResult, call_id=call_id, status=status, output=output)
 
     def reply(self, text: str) -> None:
-        self._put(TurnReply(text=text, turn=self._turn.id, reply_to=self._turn.request_id))
+        self._put(TurnReply, text=text)
 
     def end(
         self,
@@ -87,15 +66,6 @@ class TurnEmitter:
         error: ErrorInfo | None = None,
     ) -> None:
         try:
-            self._put(
-                TurnEnd(
-                    status=status,
-                    reason=reason,
-                    usage=usage,
-                    error=error,
-                    turn=self._turn.id,
-                    reply_to=self._turn.request_id,
-                )
-            )
+            self._put(TurnEnd, status=status, reason=reason, usage=usage, error=error)
         finally:
             self.ended = True
