@@ -8,6 +8,8 @@ import asyncio
 from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
+from hypothesis import HealthCheck, settings
+
 from bot.config import Settings
 from bot.core.dispatcher import Dispatcher
 from bot.core.transport import Peer
@@ -18,6 +20,16 @@ from bot.testing.memory import MemoryTransport
 from bot.turns.engine import TurnEngine
 
 T = TypeVar("T")
+
+
+def explore(examples: int) -> Any:
+    """The hypothesis settings of the exploring tests: no per-example deadline (real
+    HTTP on a loaded box), and a module-scoped rig shared by the examples."""
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
 
 
 class Rig:

@@ -198,14 +198,11 @@ async def test_calculate_runs_off_the_event_loop(monkeypatch: pytest.MonkeyPatch
 
     def blocking(expression: str) -> int:
         # only the event loop can release this; on the loop's own thread it never would
-        asyncio_loop.call_soon_threadsafe(lambda: None)
         return 1 if released.wait(30) else -1
 
-    asyncio_loop = asyncio.get_running_loop()
     monkeypatch.setattr(builtin, "evaluate", blocking)
     task = asyncio.create_task(calculate("1"))
-    await asyncio.sleep(0)  # the tool starts and hands evaluate to a thread
-    asyncio_loop.call_soon(released.set)
+    asyncio.get_running_loop().call_soon(released.set)  # runs after the task's first step
     assert json.loads(await asyncio.wait_for(task, 60))["result"] == 1
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.protocol.codec import peek_id
@@ -21,7 +21,7 @@ from bot.protocol.inbound import CLIENT_TYPES
 from bot.protocol.outbound import BotMessage, Error
 
 from .harness import DIRECT
-from .rig import Rig, rig_fixture
+from .rig import Rig, explore, rig_fixture
 
 MARK = "QZX"  # in every hostile string value: must never come back in an error
 FIELDS = ["text", "on_busy", "metadata", "turn", "limit", "before", "client", "resume"]
@@ -116,11 +116,7 @@ def _strings(value: Any) -> Iterator[str]:
             yield from _strings(v)
 
 
-@settings(
-    max_examples=400,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@explore(400)
 @given(packets)
 def test_hostile_packets_get_one_clear_answer(rig: Rig, packet: bytes) -> None:
     answers = rig.run(_one(rig, packet))
@@ -161,11 +157,7 @@ async def _frames(rig: Rig, sent: list[bytes]) -> list[BotMessage]:
     return [m for m in msgs if m.type in DIRECT and m.reply_to != "barrier"]
 
 
-@settings(
-    max_examples=300,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@explore(300)
 @given(frames())
 def test_bad_chunk_frames_get_at_most_one_answer_per_message(rig: Rig, sent: list[bytes]) -> None:
     answers = rig.run(_frames(rig, sent))

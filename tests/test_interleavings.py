@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.core.dispatcher import Dispatcher
@@ -20,7 +20,7 @@ from bot.protocol.outbound import Ack, BotMessage
 from bot.testing.memory import MemoryTransport
 
 from .harness import DIRECT, script
-from .rig import Rig, rig_fixture
+from .rig import Rig, explore, rig_fixture
 
 SENDERS = 2
 REPLIES = {
@@ -190,11 +190,7 @@ def check_left(msgs: list[BotMessage]) -> None:
     assert set(ends) <= set(starts)
 
 
-@settings(
-    max_examples=200,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@explore(200)
 @given(scenarios)
 def test_every_accepted_turn_ends_whatever_the_interleaving(rig: Rig, scenario: Any) -> None:
     steps, shutdown = scenario

@@ -73,7 +73,7 @@ class Dispatcher:
         conv = self._conversations.pop(identity, None)
         if conv is None:
             return
-        task = asyncio.create_task(conv.aclose(reason="participant_left", notify=False))
+        task = supervise(conv.aclose(reason="participant_left", notify=False), name="leave")
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 

@@ -20,8 +20,10 @@ from dataclasses import dataclass, field
 
 from livekit import api
 from livekit.agents import AgentServer, JobRequest
+from livekit.agents.job import RunningJobInfo
 
 from ..config import Settings
+from ..core.tasks import supervise
 from .liveness import Heartbeat, WorkerRegistry
 from .watchdog import DispatchWatchdog
 
@@ -50,11 +52,14 @@ class AcceptWhileRoom:
     rooms it accepted until their job runs (`handling`), for the dispatch watchdog."""
 
     max_rooms: int
-    server: AgentServer
+    server: AgentServer | None = None  # set by build_server once the server exists
     accepted: dict[str, float] = field(default_factory=dict)  # room -> when
 
+    def _running(self) -> list[RunningJobInfo]:
+        return self.server.active_jobs if self.server is not None else []
+
     async def __call__(self, request: JobRequest) -> None:
-        if len(self.server.active_jobs) < self.max_rooms:
+        if len(self._running()) < self.max_rooms:
             self.accepted[request.room.name] = time.monotonic()
             await request.accept()
         else:
@@ -67,7 +72,7 @@ class AcceptWhileRoom:
         now = time.monotonic()
         for room in [r for r, t in self.accepted.items() if now - t > ACCEPTED_FOR_S]:
             del self.accepted[room]
-        running = {j.job.room.name for j in self.server.active_jobs}
+        running = {j.job.room.name for j in self._running()}
         return running | set(self.accepted)
 
 
@@ -100,7 +105,7 @@ class RoomKeeper:
                 grace_s=s.watchdog_grace,
                 handling=self.handling,
             )
-            self._watchdog = asyncio.create_task(watchdog.run(), name="dispatch-watchdog")
+            self._watchdog = supervise(watchdog.run(), name="dispatch-watchdog")
             log.info("dispatch watchdog: scanning rooms every %gs", s.watchdog_interval)
 
     async def aclose(self) -> None:

@@ -128,9 +128,10 @@ class DispatchWatchdog:
 
     async def scan(self) -> list[RoomPlan]:
         rooms = await self._api.room.list_rooms(api.ListRoomsRequest())
+        handling = self._handling()  # once per scan: it walks this worker's jobs
         plans: list[RoomPlan] = []
         for room in rooms.rooms:
-            if room.num_participants == 0 or room.name in self._handling():
+            if room.num_participants == 0 or room.name in handling:
                 continue
             plan = await self._plan(room.name)
             if plan.remove or plan.dispatch:

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobExecutorTy
 
 from ..config import Settings
 from ..core.dispatcher import Dispatcher
+from ..core.tasks import supervise
 from ..llm import local as local_llm
 from ..llm.endpoint import build_llm
 from ..llm.local import LocalModelServer
@@ -37,7 +37,6 @@ log = logging.getLogger("bot")
 # The dispatcher of each running job, for session_end (keyed by job id: the
 # thread executor runs several jobs in one process).
 _DISPATCHERS: dict[str, Dispatcher] = {}
-_TASKS: set[asyncio.Task[None]] = set()
 
 
 @dataclass(frozen=True)
@@ -99,15 +98,17 @@ async def _run_room(settings: Settings, ctx: JobContext) -> None:
     # A restarted livekit-server has forgotten them: without them clients no longer
     # recognise the bot (and drop its packets as forged).
     def reannounce() -> None:
-        task = asyncio.create_task(ctx.room.local_participant.set_attributes(attributes))
-        _TASKS.add(task)
-        task.add_done_callback(_TASKS.discard)
+        supervise(ctx.room.local_participant.set_attributes(attributes), name="reannounce")
 
     ctx.room.on("reconnected", reannounce)
     log.info("joined a room; listening on topics %s", ",".join(settings.topics))
 
 
-def build_server(settings: Settings, *, dev: bool) -> AgentServer:
+def build_server(
+    settings: Settings, *, dev: bool, accept: AcceptWhileRoom | None = None
+) -> AgentServer:
+    """The livekit-agents server; `accept` (made here if not given) decides on rooms."""
+    accept = accept or AcceptWhileRoom(settings.max_rooms)
     server = AgentServer(
         ws_url=settings.livekit_url,
         api_key=settings.livekit_api_key,
@@ -129,15 +130,11 @@ def build_server(settings: Settings, *, dev: bool) -> AgentServer:
     server.rtc_session(
         job.entrypoint,
         agent_name=settings.agent_name,
-        on_request=AcceptWhileRoom(settings.max_rooms, server),
+        on_request=accept,
         on_session_end=job.session_end,
     )
+    accept.server = server
     return server
-
-
-def _handling(server: AgentServer) -> Callable[[], set[str]]:
-    accept = server._request_fnc  # the AcceptWhileRoom registered above
-    return accept.handling if isinstance(accept, AcceptWhileRoom) else set
 
 
 def _use_local_model(settings: Settings) -> tuple[Settings, LocalModelServer]:
@@ -174,8 +171,9 @@ async def serve(settings: Settings, *, dev: bool, ready_file: Path | None = None
 
 
 async def _serve(settings: Settings, *, dev: bool, ready_file: Path | None) -> None:
-    server = build_server(settings, dev=dev)
-    keeper = RoomKeeper(settings, handling=_handling(server))
+    accept = AcceptWhileRoom(settings.max_rooms)
+    server = build_server(settings, dev=dev, accept=accept)
+    keeper = RoomKeeper(settings, handling=accept.handling)
 
     def on_registered(worker_id: str, *_: Any) -> None:
         how = f"agent name {settings.agent_name!r}" if settings.agent_name else "automatic dispatch"
