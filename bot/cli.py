@@ -54,7 +54,7 @@ def _livekit_settings(**overrides: object) -> Settings:
 def _check_worker_settings(**overrides: object) -> Settings:
     settings = _livekit_settings(**overrides)
     # Fail now, in the main process, rather than in every job process later.
-    from .llm.endpoint import build_llm
+    from .llm.endpoint import api_key
     from .llm.tools import load_tools
 
     load_tools(settings, lambda: [])
@@ -63,7 +63,7 @@ def _check_worker_settings(**overrides: object) -> Settings:
 
         check_installed(settings.local_model_path)
     else:
-        build_llm(settings)
+        api_key(settings)
     return settings
 
 

@@ -1,14 +1,71 @@
-"""The LLM client: livekit-plugins-openai against any OpenAI-compatible endpoint."""
+"""The LLM client: livekit-plugins-openai against any OpenAI-compatible endpoint.
+
+Every room's `openai.LLM` shares one HTTP client (and its connection pool) per event
+loop, and every HTTP client shares one SSL context per process. Building an SSL context
+costs 40–300 ms of CPU on a busy box; done once per room it blocked each new room's
+event loop that long, which under a burst of new rooms starved livekit's FFI (it
+panics when a room does not answer its connect callback in time) and slowed every join.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import ssl
+import threading
+import weakref
+
+import httpx2 as httpx  # what livekit-plugins-openai builds its clients with
+import openai as openai_sdk
 from livekit.agents import NOT_GIVEN
 from livekit.plugins import openai
 
 from ..config import ConfigError, Settings
 
+_lock = threading.Lock()
+_ssl_context: ssl.SSLContext | None = None
+# one client per (event loop, endpoint): the thread executor runs a loop per room, and
+# an HTTP connection belongs to the loop that opened it
+_clients: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[tuple[str | None, str], openai_sdk.AsyncClient]
+] = weakref.WeakKeyDictionary()
 
-def build_llm(settings: Settings) -> openai.LLM:
+
+def shared_ssl_context() -> ssl.SSLContext:
+    """The process's one SSL context (thread-safe; built on first use)."""
+    global _ssl_context
+    with _lock:
+        if _ssl_context is None:
+            _ssl_context = ssl.create_default_context()
+        return _ssl_context
+
+
+def shared_client(base_url: str | None, api_key: str) -> openai_sdk.AsyncClient:
+    """The running loop's HTTP client for this endpoint, made on first use."""
+    loop = asyncio.get_running_loop()
+    with _lock:
+        per_loop = _clients.setdefault(loop, {})
+        client = per_loop.get((base_url, api_key))
+    if client is not None and not client.is_closed():
+        return client
+    client = openai_sdk.AsyncClient(
+        api_key=api_key,
+        base_url=base_url,
+        max_retries=0,  # retries are the engine's (BOT_LLM_RETRIES)
+        http_client=httpx.AsyncClient(
+            verify=shared_ssl_context(),
+            # the request timeout comes from the engine's APIConnectOptions (BOT_LLM_TIMEOUT)
+            timeout=httpx.Timeout(connect=15.0, read=5.0, write=5.0, pool=5.0),
+            follow_redirects=True,
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        ),
+    )
+    with _lock:
+        per_loop[(base_url, api_key)] = client
+    return client
+
+
+def api_key(settings: Settings) -> str:
+    """The key to send, or a ConfigError that says what to set."""
     key = settings.openai_api_key
     if not key and settings.openai_base_url:
         key = "not-needed"  # local OpenAI-compatible servers accept any key
@@ -17,12 +74,22 @@ def build_llm(settings: Settings) -> openai.LLM:
             "OPENAI_API_KEY: not set (BOT_LLM_MODE=openai). Set it, and optionally "
             "OPENAI_BASE_URL and BOT_MODEL, or use BOT_LLM_MODE=auto for the local model"
         )
-    # The request timeout comes from the engine's APIConnectOptions (BOT_LLM_TIMEOUT);
-    # retries are the engine's too, so the HTTP client itself never retries.
+    return key
+
+
+def build_llm(settings: Settings) -> openai.LLM:
+    """An `openai.LLM`. Inside a running loop it uses the loop's shared client (its
+    `aclose()` leaves that open for the other rooms); outside, a client of its own."""
+    key = api_key(settings)
+    try:
+        client: openai_sdk.AsyncClient | None = shared_client(settings.openai_base_url, key)
+    except RuntimeError:  # no running loop
+        client = None
     return openai.LLM(
         model=settings.model,
         api_key=key,
         base_url=settings.openai_base_url or NOT_GIVEN,
         temperature=settings.temperature if settings.temperature is not None else NOT_GIVEN,
-        max_retries=0,
+        max_retries=0,  # retries are the engine's (BOT_LLM_RETRIES)
+        client=client,
     )
