@@ -9,6 +9,7 @@ help:  ## this list
 setup:  ## create .venv, install the bot, dev tools and local model; build livekit-server
 	@scripts/setup.sh
 	@scripts/install-livekit-server.sh
+	@scripts/install-redis.sh
 
 run: setup  ## start a local livekit-server and the bot (local model unless an LLM is set)
 	$(PY) -m bot up

@@ -71,6 +71,17 @@ class Settings(BaseSettings):
     delta_interval_ms: Annotated[int, Field(ge=0)] = 40
     delta_max_chars: Annotated[int, Field(ge=16)] = 1500
 
+    # Conversations: where they are kept (sqlite:///file.db, redis://host:port/0,
+    # memory; empty: $XDG_DATA_HOME/lkbot/conversations.db), for how long after the last
+    # change (seconds, 0: until deleted), and whose they are: a sender in a room
+    # (`room`), or a sender in any room (`identity`).
+    store: str = ""
+    store_ttl: Annotated[float, Field(ge=0)] = 0.0
+    # a running turn's lease: renewed every third of it; found expired, the turn is
+    # ended `failed`/`interrupted` by whoever serves the conversation next
+    store_lease_ttl: Annotated[float, Field(gt=0)] = 10.0
+    conversation_scope: Literal["room", "identity"] = "room"
+
     # Tools.
     builtin_tools: Annotated[tuple[str, ...], NoDecode] = (
         "current_time",

@@ -66,9 +66,11 @@ async def make_bot(llm_server: ScriptedLLMServer) -> AsyncIterator[MakeBot]:
             "delta_interval_ms": 0,
             "llm_retries": 0,
         }
+        store = overrides.pop("store", None)
+        room = overrides.pop("room", "")
         params.update(overrides)
         peers = [Peer(identity="alice", name="Alice", kind="standard")]
-        bot = Harness(Settings(**params), MemoryTransport(peers))
+        bot = Harness(Settings(**params), MemoryTransport(peers), store=store, room=room)
         bots.append(bot)
         return bot
 

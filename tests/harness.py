@@ -12,6 +12,7 @@ from bot.core.dispatcher import Dispatcher
 from bot.llm.endpoint import build_llm
 from bot.llm.tools import load_tools
 from bot.protocol.outbound import BotMessage
+from bot.store import Store
 from bot.testing.memory import MemoryTransport
 from bot.turns.engine import TurnEngine
 
@@ -33,12 +34,19 @@ def msg(type_: str, id: str | None = None, **extra: Any) -> dict[str, Any]:
 
 
 class Harness:
-    def __init__(self, settings: Settings, transport: MemoryTransport) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        transport: MemoryTransport,
+        *,
+        store: Store | None = None,
+        room: str = "",
+    ) -> None:
         self.settings = settings
         self.transport = transport
         self.llm = build_llm(settings)
         self.engine = TurnEngine(settings, self.llm, load_tools(settings, transport.peers))
-        self.dispatcher = Dispatcher(settings, transport, self.engine)
+        self.dispatcher = Dispatcher(settings, transport, self.engine, store=store, room=room)
         transport.attach(self.dispatcher)
 
     def send(

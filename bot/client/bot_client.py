@@ -62,6 +62,7 @@ class BotClient:
         self.ready: SessionReady | None = None
         self.sent_ids: list[str] = []
         self.last_seq = 0  # the highest seq received: what a resume asks to continue from
+        self.gaps: list[Error] = []  # resume_gap answers: what could not be replayed
         self.bot_identity: str | None = None  # the bot we talk to, once found
         self._resuming: set[asyncio.Task[SessionReady]] = set()
         self.room.on("data_received", self._on_data)
@@ -138,6 +139,13 @@ class BotClient:
                 wait = min(wait * 2, 4.0)
                 continue
             answer = self.answer_to(msg_id)
+            if resume and isinstance(answer, Error) and answer.code == "resume_gap":
+                # what we missed is gone (or the bot lost the conversation): start
+                # from what comes next; history.get has the conversation
+                log.warning("resume refused: %s", answer.message)
+                self.gaps.append(answer)
+                resume, self.last_seq = False, 0
+                continue
             if not isinstance(answer, SessionReady):
                 raise RuntimeError(f"session.hello was refused: {answer}")
             return answer
@@ -184,8 +192,8 @@ class BotClient:
         agent = self.bot_identity = await asyncio.wait_for(self._wait_agent(exclude), timeout)
         if exclude is not None:
             await asyncio.wait_for(self._gone(exclude), timeout)
-            self.last_seq = 0  # another bot: a conversation that starts over
-        self.ready = await self.hello()
+        # another bot continues the stored conversation: resume where we were
+        self.ready = await self.hello(resume=self.last_seq > 0)
         return agent
 
     async def _gone(self, identity: str) -> None:

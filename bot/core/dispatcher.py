@@ -10,6 +10,7 @@ from ..handlers import HANDLERS
 from ..protocol.codec import decode
 from ..protocol.errors import BotError, InternalError, InvalidMessage, RateLimited
 from ..protocol.inbound import ChunkFrame, ClientMessage
+from ..store import ConversationKey, MemoryStore, Store
 from ..turns.engine import TurnEngine
 from .context import Context, Services
 from .conversation import Conversation
@@ -22,13 +23,28 @@ log = logging.getLogger(__name__)
 class Dispatcher:
     """Serves every sender in one room. Each sender's packets are handled in order."""
 
-    def __init__(self, settings: Settings, transport: Transport, engine: TurnEngine) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        transport: Transport,
+        engine: TurnEngine,
+        *,
+        store: Store | None = None,
+        room: str = "",
+    ) -> None:
+        """`store` keeps conversations (default: in this dispatcher's memory only);
+        `room` names them there, with the sender's identity."""
         self._settings = settings
+        self._store: Store = store or MemoryStore()
+        self._room = room
         self._transport = transport
         self._services = Services(settings=settings, engine=engine)
         self._topics = frozenset(settings.topics)
         self._conversations: dict[str, Conversation] = {}
         self._closing: set[asyncio.Task[None]] = set()
+        # a sender who left: their conversation's last writes, awaited before a rejoin
+        # reads it back
+        self._leaving: dict[str, asyncio.Task[None]] = {}
         self._closed = False
 
     @property
@@ -48,8 +64,14 @@ class Dispatcher:
             return
         conv = self._conversations.get(packet.sender)
         if conv is None:
+            room = "" if self._settings.conversation_scope == "identity" else self._room
             conv = self._conversations[packet.sender] = Conversation(
-                packet.sender, self._settings, self._transport, self._services.engine
+                packet.sender,
+                self._settings,
+                self._transport,
+                self._services.engine,
+                key=ConversationKey(room, packet.sender),
+                store=self._store,
             )
             self._start_reader(conv)
         if conv.inbox.qsize() >= self._settings.rate_burst * 2:
@@ -75,7 +97,14 @@ class Dispatcher:
             return
         task = supervise(conv.aclose(reason="participant_left", notify=False), name="leave")
         self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+        self._leaving[identity] = task
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._closing.discard(t)
+            if self._leaving.get(identity) is t:
+                del self._leaving[identity]
+
+        task.add_done_callback(done)
 
     async def aclose(self, *, timeout: float = 5.0) -> None:
         """Shut down: every running turn ends (`cancelled`, reason `shutdown`), sent."""
@@ -93,6 +122,11 @@ class Dispatcher:
     # -- per-sender processing --
 
     async def _read(self, conv: Conversation) -> None:
+        if not conv.restored:
+            leaving = self._leaving.get(conv.identity)
+            if leaving is not None:
+                await asyncio.wait({leaving})  # its last writes first
+            await conv.restore()
         while True:
             packet = await conv.inbox.get()
             try:

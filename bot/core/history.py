@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
 
 from pydantic import JsonValue
 
 from ..protocol.outbound import HistoryItem
 from .clock import now_ms
+from .journal import Journal
 
 
 @dataclass(frozen=True)
@@ -22,8 +23,13 @@ class Entry:
 
 
 class History:
-    def __init__(self, max_items: int) -> None:
+    def __init__(self, max_items: int, journal: Journal | None = None) -> None:
         self._items: deque[Entry] = deque(maxlen=max_items)
+        self._journal = journal
+
+    def restore(self, items: list[dict[str, Any]]) -> None:
+        for item in items:
+            self._items.append(Entry(**item))
 
     def add(
         self,
@@ -32,7 +38,10 @@ class History:
         turn: str,
         metadata: dict[str, JsonValue] | None = None,
     ) -> None:
-        self._items.append(Entry(role=role, text=text, ts=now_ms(), turn=turn, metadata=metadata))
+        entry = Entry(role=role, text=text, ts=now_ms(), turn=turn, metadata=metadata)
+        self._items.append(entry)
+        if self._journal is not None:
+            self._journal.history_add(asdict(entry))
 
     def recent(self, n: int) -> list[Entry]:
         items = list(self._items)[-n:]
@@ -57,3 +66,8 @@ class History:
 
     def clear(self) -> None:
         self._items.clear()
+        if self._journal is not None:
+            self._journal.history_clear()
+
+    def __len__(self) -> int:
+        return len(self._items)

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..protocol.errors import DuplicateConflict
+from ..store import SeenId
+from .journal import Journal
 
 
 def fingerprint(body: dict[str, Any]) -> str:
@@ -24,9 +26,14 @@ class Seen:
 class IdempotencyWindow:
     """The last N client ids of one sender, each with a fingerprint of its message."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, journal: Journal | None = None) -> None:
         self._size = size
         self._seen: OrderedDict[str, tuple[str, str | None]] = OrderedDict()
+        self._journal = journal
+
+    def restore(self, seen: list[SeenId]) -> None:
+        for s in seen:
+            self._put(s.id, s.print, s.turn)
 
     def check(self, msg_id: str, print_: str) -> Seen | None:
         """None if the id is new. Raises DuplicateConflict if it named another message."""
@@ -40,6 +47,11 @@ class IdempotencyWindow:
         return Seen(turn=entry[1])
 
     def remember(self, msg_id: str, print_: str, turn: str | None = None) -> None:
+        self._put(msg_id, print_, turn)
+        if self._journal is not None:
+            self._journal.remember(SeenId(msg_id, print_, turn))
+
+    def _put(self, msg_id: str, print_: str, turn: str | None) -> None:
         self._seen[msg_id] = (print_, turn)
         self._seen.move_to_end(msg_id)
         while len(self._seen) > self._size:

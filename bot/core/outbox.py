@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from ..protocol.chunking import split
 from ..protocol.codec import encode
 from ..protocol.outbound import BotEnvelope
+from ..store import SentRecord
 from .clock import now_ms
+from .journal import Journal
 from .tasks import supervise
 from .transport import Transport
 
@@ -49,6 +51,7 @@ class Outbox:
         max_packet: int,
         window: int = 256,
         window_bytes: int = 1 << 20,
+        journal: Journal | None = None,
     ) -> None:
         self._transport = transport
         self._identity = identity
@@ -61,6 +64,8 @@ class Outbox:
         self._window_max = window
         self._window_bytes_max = window_bytes
         self._window_bytes = 0
+        self._journal = journal
+        self._detached = False
 
     @property
     def last_seq(self) -> int:
@@ -83,6 +88,17 @@ class Outbox:
                 self._enqueue(sent)
         return True
 
+    def restore(self, seq: int, sent: list[SentRecord]) -> None:
+        """Continue a stored conversation: its seq counter and its replay window."""
+        for r in sent:
+            self._keep(_Sent(r.seq, r.id, r.topic, r.text, len(r.text.encode())))
+        self._seq = max([seq, self._seq, *(r.seq for r in sent)])
+
+    def detach(self) -> None:
+        """The recipient is gone: keep stamping and recording (a resume after they come
+        back replays it), publish nothing."""
+        self._detached = True
+
     def _keep(self, sent: _Sent) -> None:
         self._window.append(sent)
         self._window_bytes += sent.size
@@ -92,6 +108,8 @@ class Outbox:
             self._window_bytes -= self._window.popleft().size
 
     def _enqueue(self, sent: _Sent) -> None:
+        if self._detached:
+            return
         if sent.size <= self._max_packet:
             self._queue.put_nowait((sent.topic, sent.text))
         else:
@@ -118,6 +136,8 @@ class Outbox:
         text = encode(stamped)
         sent = _Sent(self._seq, stamped.id, topic, text, len(text.encode()))
         self._keep(sent)
+        if self._journal is not None:
+            self._journal.sent(SentRecord(sent.seq, sent.id, topic, text))
         self._enqueue(sent)
         return stamped
 

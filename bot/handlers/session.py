@@ -25,6 +25,13 @@ def features(tools: list[ToolInfo]) -> list[str]:
 
 async def handle_hello(msg: SessionHello, ctx: Context) -> None:
     outbox = ctx.conversation.outbox
+    if msg.resume is not None and msg.resume.last_seq > outbox.last_seq:
+        # the client has seen more than this conversation ever sent: it was lost
+        # (BOT_STORE=memory and a worker restart, a purge, a TTL)
+        raise ResumeGap(
+            f"this conversation has sent only up to seq {outbox.last_seq}: the bot no "
+            "longer has the one you resume; start over without resume"
+        )
     if msg.resume is not None and not outbox.replay(msg.resume.last_seq):
         gone_to = outbox.first_kept - 1
         raise ResumeGap(

@@ -26,6 +26,7 @@ from ..protocol.attributes import (
     WORKER_ATTRIBUTE,
 )
 from ..protocol.version import PROTOCOL_VERSION
+from ..store import describe, from_settings
 from ..turns.engine import TurnEngine
 from .capacity import AcceptWhileRoom, RoomKeeper, RoomLoad
 from .liveness import WorkerRegistry
@@ -65,7 +66,8 @@ async def _run_room(settings: Settings, ctx: JobContext) -> None:
     model = build_llm(settings)
     tools = load_tools(settings, transport.peers) if settings.llm_tools else []
     engine = TurnEngine(settings, model, tools)
-    dispatcher = Dispatcher(settings, transport, engine)
+    store = from_settings(settings)
+    dispatcher = Dispatcher(settings, transport, engine, store=store, room=ctx.job.room.name)
     transport.attach(dispatcher)  # before connect: no packet arrives unseen
     _DISPATCHERS[ctx.job.id] = dispatcher
 
@@ -73,6 +75,7 @@ async def _run_room(settings: Settings, ctx: JobContext) -> None:
         _DISPATCHERS.pop(ctx.job.id, None)
         await dispatcher.aclose()  # no-op when on_session_end already closed it
         await model.aclose()
+        await store.aclose()
 
     ctx.add_shutdown_callback(after_disconnect)
     since = time.time_ns()
@@ -170,7 +173,23 @@ async def serve(settings: Settings, *, dev: bool, ready_file: Path | None = None
             local.stop()
 
 
+async def _check_store(settings: Settings) -> None:
+    """Reach the store once before taking rooms (a wrong Redis URL fails here, not in
+    every room), and drop conversations past BOT_STORE_TTL."""
+    from ..store import ConversationKey
+
+    store = from_settings(settings)
+    try:
+        await store.load(ConversationKey("", "-"))
+        purged = await store.purge_expired()
+    finally:
+        await store.aclose()
+    expired = f"; {purged} expired conversations deleted" if purged else ""
+    log.info("conversations kept in %s%s", describe(settings.store), expired)
+
+
 async def _serve(settings: Settings, *, dev: bool, ready_file: Path | None) -> None:
+    await _check_store(settings)
     accept = AcceptWhileRoom(settings.max_rooms)
     server = build_server(settings, dev=dev, accept=accept)
     keeper = RoomKeeper(settings, handling=accept.handling)

@@ -13,6 +13,7 @@ import logging
 from collections import deque
 
 from ..core.history import History
+from ..core.journal import Journal
 from ..core.outbox import Outbox
 from ..core.tasks import supervise
 from .emitter import TurnEmitter
@@ -23,8 +24,11 @@ log = logging.getLogger(__name__)
 
 
 class TurnQueue:
-    def __init__(self, engine: TurnEngine, outbox: Outbox, history: History) -> None:
+    def __init__(
+        self, engine: TurnEngine, outbox: Outbox, history: History, journal: Journal | None = None
+    ) -> None:
         self._engine = engine
+        self._journal = journal
         self._outbox = outbox
         self._history = history
         self._pending: deque[Turn] = deque()
@@ -80,6 +84,8 @@ class TurnQueue:
                         # cancelled before the engine's first step (Task.cancel() then
                         # skips the coroutine entirely), or the queue torn down
                         emit.end("cancelled", reason=turn.cancel_reason or "cancelled")
+                    if self._journal is not None:
+                        self._journal.lease_end(turn.id)  # after its turn.end is recorded
                     self._current = None
         finally:
             self._current = None
@@ -90,6 +96,8 @@ class TurnQueue:
         emit.start()
         if turn.cancel_reason is not None:
             return  # cancelled while queued: it still gets its start and end
+        if self._journal is not None:
+            self._journal.lease_begin(turn.id, turn.request_id, turn.topic)
         self._history.add("user", turn.text, turn.id, turn.metadata)
         turn.task = asyncio.create_task(
             self._engine.run(turn, emit, self._history), name=f"turn-{turn.id}"

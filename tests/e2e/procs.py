@@ -70,6 +70,8 @@ def start_worker(lk: DevServer, llm_url: str | None, **settings: str) -> Proc:
         BOT_LLM_TIMEOUT="120",
         BOT_TOOL_TIMEOUT="2",
         BOT_LLM_RETRIES="0",
+        # each worker its own conversation store, unless a test shares one (store=...)
+        BOT_STORE=f"sqlite://{ready.parent}/conversations.db",
         PYTHONPATH=str(ROOT),
     )
     if llm_url is not None:

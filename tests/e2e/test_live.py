@@ -172,15 +172,31 @@ async def test_big_client_message_is_sent_in_chunks(
     assert result.reply == "ok"
 
 
-async def test_leaving_mid_turn_releases_state(worker: Proc, connect: Connect, room: str) -> None:
+async def test_leaving_mid_turn_keeps_the_conversation(
+    worker: Proc, connect: Connect, room: str
+) -> None:
+    """The running turn is cancelled; coming back, the sender finds its conversation
+    (history, seq) and, resuming, the turn's end it was not there to receive."""
     alice = await connect("alice", room)
     await alice.chat("remember me")
     await alice.send({"type": "chat.message", "text": script(stall=True)})
     await alice.wait_for(lambda ms: ms[-1].type == "turn.delta")
+    seen = alice.last_seq
     await alice.disconnect()
     again = await connect("alice", room)
+    again.last_seq = seen
+    await again.hello(resume=True)
+    end = await again.wait_for(lambda ms: any(m.type == "turn.end" for m in ms))
+    ends = [m for m in end if isinstance(m, TurnEnd)]
+    assert [(e.status, e.reason) for e in ends] == [("cancelled", "participant_left")]
+    assert ends[0].seq == seen + 1
     page = await again.request("history.get")
-    assert isinstance(page, HistoryPage) and page.items == []
+    assert isinstance(page, HistoryPage)
+    assert [i.text for i in page.items] == [
+        "remember me",
+        "You said: remember me",
+        script(stall=True),
+    ]
 
 
 async def test_worker_shutdown_ends_turns_cleanly(

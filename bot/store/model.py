@@ -1,0 +1,138 @@
+"""What a conversation's durable state is, and one batch of changes to it.
+
+Everything here is plain data with a JSON form, so that every backend stores the same
+bytes and the contract tests can compare them."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+from urllib.parse import quote, unquote
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True)
+class ConversationKey:
+    """Whose conversation: a sender in a room, or (scope `identity`) a sender in any
+    room (`room` is then ""). LiveKit authenticates identities with the token, so a
+    key can only be reached by the participant it names."""
+
+    room: str
+    identity: str
+
+    def encoded(self) -> str:
+        return f"{quote(self.room, safe='')}/{quote(self.identity, safe='')}"
+
+    @classmethod
+    def decode(cls, text: str) -> ConversationKey:
+        room, _, identity = text.partition("/")
+        return cls(unquote(room), unquote(identity))
+
+    def __str__(self) -> str:
+        return self.encoded()
+
+
+@dataclass(frozen=True)
+class SentRecord:
+    """One bot message as sent (its JSON), for resume."""
+
+    seq: int
+    id: str
+    topic: str
+    text: str
+
+
+@dataclass(frozen=True)
+class SeenId:
+    """One remembered client message id (idempotency)."""
+
+    id: str
+    print: str
+    turn: str | None
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A turn that is running: its worker renews `until_ms` while it runs. A lease
+    found expired means the worker died mid-turn."""
+
+    turn: str
+    request_id: str
+    topic: str
+    owner: str
+    until_ms: int
+
+
+@dataclass
+class ConversationState:
+    seq: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    sent: list[SentRecord] = field(default_factory=list)
+    ids: list[SeenId] = field(default_factory=list)
+    leases: list[Lease] = field(default_factory=list)
+    updated_ms: int = 0
+
+    @property
+    def empty(self) -> bool:
+        return not (self.seq or self.history or self.sent or self.ids or self.leases)
+
+
+@dataclass
+class Changes:
+    """One batch of writes for one conversation, applied atomically, in this order:
+    history cleared, then appended; sent and ids appended; leases set, then ended."""
+
+    seq: int | None = None
+    history_cleared: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)
+    sent: list[SentRecord] = field(default_factory=list)
+    ids: list[SeenId] = field(default_factory=list)
+    leases: dict[str, Lease] = field(default_factory=dict)
+    ended: set[str] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.seq is not None
+            or self.history_cleared
+            or self.history
+            or self.sent
+            or self.ids
+            or self.leases
+            or self.ended
+        )
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """How much of a conversation a store keeps, and for how long."""
+
+    history_max: int = 200
+    sent_max: int = 256
+    ids_max: int = 512
+    ttl_s: float = 0.0  # 0: keep until deleted
+
+
+DEFAULT_BOUNDS = Bounds()
+
+
+def dumps(value: Any) -> str:
+    if hasattr(value, "__dataclass_fields__"):
+        value = asdict(value)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def sent_from(text: str) -> SentRecord:
+    return SentRecord(**json.loads(text))
+
+
+def seen_from(text: str) -> SeenId:
+    return SeenId(**json.loads(text))
+
+
+def lease_from(text: str) -> Lease:
+    return Lease(**json.loads(text))

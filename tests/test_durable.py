@@ -1,0 +1,205 @@
+"""Conversations outlive their dispatcher (a worker restart), their sender's departure
+and a worker that dies mid-turn: on a real SQLite file and a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.dev import redis_server
+from bot.protocol.outbound import Ack, HistoryPage, SessionReady, TurnEnd
+from bot.store import Changes, ConversationKey, Lease, Store, open_store
+from bot.store.model import now_ms
+from bot.store.redis import RedisStore
+
+from .conftest import MakeBot
+from .harness import count, direct_answers, msg
+
+KEY = ConversationKey("r", "alice")
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    server = redis_server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+OpenStore = Callable[[], Store]
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def open_same(request: pytest.FixtureRequest, tmp_path: Path) -> OpenStore:
+    """Opens the same store again each call, as a restarted worker would."""
+    if request.param == "sqlite":
+        url = f"sqlite://{tmp_path / 'c.db'}"
+        return lambda: open_store(url)
+    url = request.getfixturevalue("redis_url")
+    prefix = f"d{uuid.uuid4().hex[:8]}"
+
+    def make() -> Store:
+        store = open_store(url)
+        assert isinstance(store, RedisStore)
+        store.prefix = prefix
+        return store
+
+    return make
+
+
+async def test_a_conversation_survives_a_restart(make_bot: MakeBot, open_same: OpenStore) -> None:
+    first_store = open_same()
+    first = await make_bot(store=first_store, room="r")
+    first.send("alice", msg("session.hello", "h1"))
+    first.send("alice", msg("chat.message", "m1", text="remember me"))
+    await first.turn_ends("alice")
+    before = first.messages("alice")
+    last = max(m.seq for m in before if m.seq)
+    await first.close()  # the worker stops: everything written
+    await first_store.aclose()
+
+    store = open_same()
+    second = await make_bot(store=store, room="r")
+    second.send("alice", msg("session.hello", "h2", resume={"last_seq": 0}))
+    ready = await second.answer("alice", "h2")
+    assert isinstance(ready, SessionReady)
+    after = second.messages("alice")
+    replayed = [m for m in after if m.seq and m.seq <= last]
+    assert [m.seq for m in replayed] == list(range(1, last + 1))  # in order, no gap
+    assert [m.id for m in replayed] == [m.id for m in before]  # the very same messages
+    assert ready.seq == last + 1  # seq keeps counting
+
+    second.send("alice", msg("history.get", "g"))
+    page = await second.answer("alice", "g")
+    assert isinstance(page, HistoryPage)
+    assert [(i.role, i.text) for i in page.items] == [
+        ("user", "remember me"),
+        ("assistant", "You said: remember me"),
+    ]
+    second.send("alice", msg("chat.message", "m1", text="remember me"))  # a retry
+    # (the replay above holds the first ack to m1 too)
+    acks = await second.until("alice", lambda ms: len(direct_answers(ms, "m1")) == 2)
+    dup = direct_answers(acks, "m1")[-1]
+    assert isinstance(dup, Ack)
+    assert dup.status == "duplicate"
+    await second.close()
+    await store.aclose()
+
+
+async def test_history_reset_deletes_from_the_store(
+    make_bot: MakeBot, open_same: OpenStore
+) -> None:
+    store = open_same()
+    bot = await make_bot(store=store, room="r")
+    bot.send("alice", msg("chat.message", "m1", text="secret"))
+    await bot.turn_ends("alice")
+    bot.send("alice", msg("history.reset", "x"))
+    await bot.answer("alice", "x")
+    await bot.close()
+    assert (await store.load(KEY)).history == []
+    await store.aclose()
+
+
+async def test_a_turn_left_by_a_dead_worker_ends_interrupted(make_bot: MakeBot) -> None:
+    store = open_store("memory")
+    expired = Lease("t_dead", "c9", "lkbot", "gone:1:x", now_ms() - 1)
+    soon = Lease("t_soon", "c8", "lkbot", "gone:1:x", now_ms() + 1500)
+    await store.apply(KEY, Changes(seq=5, leases={"t_dead": expired, "t_soon": soon}))
+    bot = await make_bot(store=store, room="r")
+    bot.send("alice", msg("session.hello", "h"))
+    msgs = await bot.until("alice", lambda ms: count(ms, "turn.end") == 2, timeout=30)
+    ends = [m for m in msgs if isinstance(m, TurnEnd)]
+    assert {(e.turn, e.reply_to, e.status, e.reason) for e in ends} == {
+        ("t_dead", "c9", "failed", "interrupted"),
+        ("t_soon", "c8", "failed", "interrupted"),
+    }
+    assert all(e.error is not None and e.error.retryable for e in ends)
+    assert all(e.seq and e.seq > 5 for e in ends)  # the stored conversation's seq goes on
+    await bot.close()
+    assert (await store.load(KEY)).leases == []
+
+
+async def test_a_turn_its_worker_ends_is_not_ended_again(make_bot: MakeBot) -> None:
+    store = open_store("memory")
+    lease = Lease("t_alive", "c9", "lkbot", "other:1:x", now_ms() + 60_000)
+    await store.apply(KEY, Changes(seq=5, leases={"t_alive": lease}))
+    bot = await make_bot(store=store, room="r")
+    bot.send("alice", msg("session.hello", "h"))
+    await bot.answer("alice", "h")
+    conv = bot.dispatcher.conversations["alice"]
+    # the other worker finishes its turn and ends the lease; renewals stop mattering
+    await store.apply(KEY, Changes(ended={"t_alive"}))
+    stale = Lease("t_alive", "c9", "lkbot", "other:1:x", now_ms() - 1)
+    for task in list(conv._orphans):  # wake the waiting check now instead of in 60 s
+        task.cancel()
+    await asyncio.gather(*conv._orphans, return_exceptions=True)
+    await conv._settle(stale)
+    assert count(bot.messages("alice"), "turn.end") == 0
+    await bot.close()
+
+
+async def test_a_running_turn_holds_a_lease_until_it_ends(make_bot: MakeBot) -> None:
+    store = open_store("memory")
+    bot = await make_bot(store=store, room="r")
+    bot.send("alice", msg("chat.message", "m", text='!{"stall": true}'))
+    msgs = await bot.until("alice", lambda ms: count(ms, "turn.delta") >= 1)
+    turn = next(m.turn for m in msgs if m.type == "turn.start")
+    conv = bot.dispatcher.conversations["alice"]
+    await conv.journal.flush()
+    held = await store.lease(KEY, turn)
+    assert held is not None
+    assert held.until_ms > now_ms()
+    bot.send("alice", msg("chat.cancel", "c", turn=turn))
+    await bot.turn_ends("alice")
+    await conv.journal.flush()
+    assert await store.lease(KEY, turn) is None
+    await bot.close()
+
+
+async def test_a_sender_who_leaves_mid_turn_finds_its_end_on_return(make_bot: MakeBot) -> None:
+    bot = await make_bot(room="r")  # the dispatcher's own memory store
+    bot.send("alice", msg("session.hello", "h1"))
+    bot.send("alice", msg("chat.message", "m", text='!{"stall": true}'))
+    await bot.until("alice", lambda ms: count(ms, "turn.delta") >= 1)
+    seen = max(m.seq for m in bot.messages("alice") if m.seq)
+    bot.dispatcher.on_participant_left("alice")
+    bot.send("alice", msg("session.hello", "h2", resume={"last_seq": seen}))
+    await bot.answer("alice", "h2")
+    ends = [m for m in bot.messages("alice") if isinstance(m, TurnEnd)]
+    assert [(e.status, e.reason) for e in ends] == [("cancelled", "participant_left")]
+    assert ends[0].seq == seen + 1
+    bot.send("alice", msg("history.get", "g"))
+    page = await bot.answer("alice", "g")
+    assert isinstance(page, HistoryPage)
+    assert [i.text for i in page.items] == ['!{"stall": true}']
+    await bot.close()
+
+
+async def test_every_message_of_a_long_reply_is_stored_in_few_writes(make_bot: MakeBot) -> None:
+    store = open_store("memory")
+    bot = await make_bot(store=store, room="r", delta_max_chars=16)
+    bot.send("alice", msg("chat.message", "m", text='!{"long": 3000, "chunk": 7}'))
+    await bot.turn_ends("alice")
+    conv = bot.dispatcher.conversations["alice"]
+    await conv.journal.flush()
+    sent = bot.messages("alice")
+    stored = (await store.load(KEY)).sent
+    assert [s.seq for s in stored] == [m.seq for m in sent][-len(stored) :]
+    assert stored[-1].seq == len(sent)
+    assert conv.journal.writes < len(sent)  # batched, not one write per message
+    await bot.close()
+
+
+async def test_a_bot_that_lost_the_conversation_says_so_on_resume(make_bot: MakeBot) -> None:
+    bot = await make_bot(room="r")
+    bot.send("alice", msg("session.hello", "h", resume={"last_seq": 41}))
+    err = await bot.answer("alice", "h")
+    assert err.type == "error"
+    assert err.code == "resume_gap"  # type: ignore[union-attr]
+    assert "only up to seq 0" in err.message  # type: ignore[union-attr]
+    await bot.close()

@@ -1,0 +1,337 @@
+"""One contract, every backend: memory, SQLite (a real file) and Redis (a real
+redis-server on a free loopback port). The property test drives random batches of
+changes through a backend and through a plain model of the rules, and compares."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import uuid
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bot.dev import redis_server
+from bot.store import (
+    Bounds,
+    Changes,
+    ConversationKey,
+    ConversationState,
+    Lease,
+    MemoryStore,
+    SeenId,
+    SentRecord,
+    Store,
+    open_store,
+)
+from bot.store.redis import RedisStore
+from bot.store.sqlite import SQLiteStore
+
+from .rig import explore
+
+T = TypeVar("T")
+BOUNDS = Bounds(history_max=5, sent_max=4, ids_max=3)
+BACKENDS = ["memory", "sqlite", "redis"]
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    server = redis_server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+MakeStore = Callable[..., Store]
+
+
+@pytest.fixture(params=BACKENDS)
+def make_store(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> MakeStore:
+    """A function that opens a fresh, empty store of the backend (call it in a loop)."""
+
+    def make(bounds: Bounds = BOUNDS) -> Store:
+        if request.param == "memory":
+            return MemoryStore(bounds)
+        if request.param == "sqlite":
+            path = tmp_path_factory.mktemp("store") / "c.db"
+            return SQLiteStore(path, bounds)
+        url = request.getfixturevalue("redis_url")
+        return RedisStore(url, bounds, prefix=f"t{uuid.uuid4().hex[:8]}")
+
+    return make
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+_n = itertools.count(1)
+
+
+def sent(seq: int) -> SentRecord:
+    return SentRecord(seq, f"b{seq}", "lkbot", f'{{"seq":{seq},"t":"é\\u2028"}}')
+
+
+def item(text: str, turn: str = "t_1") -> dict[str, Any]:
+    return {"role": "user", "text": text, "ts": 1, "turn": turn, "metadata": {"k": [1, "ü"]}}
+
+
+KEY = ConversationKey("room/1", "alice@example")
+
+
+async def _roundtrip(store: Store) -> ConversationState:
+    lease = Lease("t_1", "c1", "lkbot", "me", 123)
+    await store.apply(
+        KEY,
+        Changes(
+            seq=2,
+            history=[item("hi"), item("yo")],
+            sent=[sent(1), sent(2)],
+            ids=[SeenId("c1", "f1", "t_1"), SeenId("c2", "f2", None)],
+            leases={"t_1": lease},
+        ),
+    )
+    try:
+        return await store.load(KEY)
+    finally:
+        await store.aclose()
+
+
+def test_an_empty_store_has_an_empty_conversation(make_store: MakeStore) -> None:
+    async def go() -> ConversationState:
+        store = make_store()
+        try:
+            return await store.load(KEY)
+        finally:
+            await store.aclose()
+
+    state = run(go())
+    assert state.empty
+    assert state.seq == 0
+
+
+def test_what_is_applied_is_loaded_back(make_store: MakeStore) -> None:
+    state = run(_roundtrip(make_store()))
+    assert state.seq == 2
+    assert state.history == [item("hi"), item("yo")]
+    assert state.sent == [sent(1), sent(2)]
+    assert state.ids == [SeenId("c1", "f1", "t_1"), SeenId("c2", "f2", None)]
+    assert state.leases == [Lease("t_1", "c1", "lkbot", "me", 123)]
+
+
+def test_bounds_keep_the_newest(make_store: MakeStore) -> None:
+    async def go() -> ConversationState:
+        store = make_store()
+        for i in range(1, 11):
+            await store.apply(
+                KEY,
+                Changes(
+                    seq=i, history=[item(str(i))], sent=[sent(i)], ids=[SeenId(str(i), "p", None)]
+                ),
+            )
+        try:
+            return await store.load(KEY)
+        finally:
+            await store.aclose()
+
+    state = run(go())
+    assert [h["text"] for h in state.history] == ["6", "7", "8", "9", "10"]
+    assert [s.seq for s in state.sent] == [7, 8, 9, 10]
+    assert [s.id for s in state.ids] == ["8", "9", "10"]
+    assert state.seq == 10
+
+
+def test_conversations_are_apart(make_store: MakeStore) -> None:
+    """One sender never reads another's conversation, even with look-alike names."""
+    keys = [
+        ConversationKey("r", "a"),
+        ConversationKey("r", "b"),
+        ConversationKey("r/a", ""),
+        ConversationKey("", "r/a"),
+        ConversationKey("r%2Fa", "x"),
+    ]
+
+    async def go() -> list[ConversationState]:
+        store = make_store()
+        for i, key in enumerate(keys):
+            await store.apply(key, Changes(seq=i + 1, history=[item(f"of {i}")]))
+        try:
+            assert sorted(map(str, await store.keys())) == sorted(map(str, keys))
+            return [await store.load(k) for k in keys]
+        finally:
+            await store.aclose()
+
+    states = run(go())
+    for i, state in enumerate(states):
+        assert state.seq == i + 1
+        assert [h["text"] for h in state.history] == [f"of {i}"]
+
+
+def test_reset_delete_and_leases(make_store: MakeStore) -> None:
+    async def go() -> tuple[ConversationState, Lease | None, Lease | None, bool, ConversationState]:
+        store = make_store()
+        a = Lease("t_a", "c1", "lkbot", "me", 1)
+        b = Lease("t_b", "c2", "lkbot", "me", 2)
+        await store.apply(KEY, Changes(seq=1, history=[item("x")], leases={"t_a": a, "t_b": b}))
+        await store.apply(KEY, Changes(history_cleared=True, history=[item("y")], ended={"t_a"}))
+        state = await store.load(KEY)
+        gone, kept = await store.lease(KEY, "t_a"), await store.lease(KEY, "t_b")
+        deleted = await store.delete(KEY)
+        after = await store.load(KEY)
+        await store.aclose()
+        return state, gone, kept, deleted, after
+
+    state, gone, kept, deleted, after = run(go())
+    assert [h["text"] for h in state.history] == ["y"]
+    assert gone is None
+    assert kept == Lease("t_b", "c2", "lkbot", "me", 2)
+    assert deleted
+    assert after.empty
+
+
+def test_a_conversation_past_its_ttl_is_gone(make_store: MakeStore) -> None:
+    """Waits on the clock by polling (bounded): the TTL is what is under test."""
+
+    async def go() -> bool:
+        store = make_store(Bounds(ttl_s=1))
+        await store.apply(KEY, Changes(seq=1, history=[item("x")]))
+        assert not (await store.load(KEY)).empty
+        try:
+            async with asyncio.timeout(30):
+                while not (await store.load(KEY)).empty:
+                    await store.purge_expired()
+                    await asyncio.sleep(0.2)
+            return True
+        finally:
+            await store.aclose()
+
+    assert run(go())
+
+
+# -- the property: any sequence of batches, the backend agrees with the model --
+
+texts = st.text(max_size=12)
+changes = st.builds(
+    Changes,
+    seq=st.none() | st.integers(1, 10_000),
+    history_cleared=st.booleans(),
+    history=st.lists(texts.map(item), max_size=4),
+    ids=st.lists(st.builds(SeenId, texts, texts, st.none() | texts), max_size=4),
+    leases=st.dictionaries(
+        st.sampled_from(["t1", "t2", "t3"]),
+        st.builds(Lease, st.just("x"), texts, texts, texts, st.integers(0, 2**40)),
+        max_size=2,
+    ),
+    ended=st.sets(st.sampled_from(["t1", "t2", "t3"]), max_size=2),
+)
+
+
+def _model(batches: list[Changes]) -> ConversationState:
+    """The rules, written out plainly."""
+    s = ConversationState()
+    leases: dict[str, Lease] = {}
+    seq = 0
+    for c in batches:
+        if c.seq is not None:
+            seq = max(seq, c.seq)
+        if c.history_cleared:
+            s.history = []
+        s.history = (s.history + c.history)[-BOUNDS.history_max :]
+        s.ids = (s.ids + c.ids)[-BOUNDS.ids_max :]
+        s.sent = (s.sent + c.sent)[-BOUNDS.sent_max :]
+        leases |= {
+            t: Lease(t, x.request_id, x.topic, x.owner, x.until_ms) for t, x in c.leases.items()
+        }
+        for t in c.ended:
+            leases.pop(t, None)
+    s.seq = seq
+    s.leases = [leases[t] for t in sorted(leases)]
+    return s
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@explore(25)
+@given(batches=st.lists(changes, min_size=1, max_size=6))
+def test_any_batches_agree_with_the_model(
+    backend: str,
+    batches: list[Changes],
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
+) -> None:
+    # seq only grows in real use (one writer, counting up): sent records follow it
+    counter = itertools.count(1)
+    fixed: list[Changes] = []
+    for c in batches:
+        recs = [sent(next(counter)) for _ in range(len(c.history) % 3)]
+        leases = {
+            t: Lease(t, x.request_id, x.topic, x.owner, x.until_ms) for t, x in c.leases.items()
+        }
+        top = recs[-1].seq if recs else None
+        fixed.append(
+            Changes(
+                seq=top,
+                history_cleared=c.history_cleared,
+                history=c.history,
+                sent=recs,
+                ids=c.ids,
+                leases=leases,
+                ended=c.ended - set(leases),
+            )
+        )
+    if backend == "memory":
+        url = "memory"
+    elif backend == "sqlite":
+        url = f"sqlite://{tmp_path_factory.mktemp('prop') / 'c.db'}"
+    else:
+        url = request.getfixturevalue("redis_url")
+
+    async def go() -> ConversationState:
+        store = open_store(url, BOUNDS)
+        if isinstance(store, RedisStore):
+            store.prefix = f"p{uuid.uuid4().hex[:8]}"
+        key = ConversationKey("r", f"u{next(_n)}")
+        try:
+            for c in fixed:
+                await store.apply(key, c)
+            return await store.load(key)
+        finally:
+            await store.aclose()
+
+    got = run(go())
+    want = _model(fixed)
+    assert (got.seq, got.history, got.sent, got.ids, got.leases) == (
+        want.seq,
+        want.history,
+        want.sent,
+        want.ids,
+        want.leases,
+    )
+
+
+def test_store_urls() -> None:
+    assert isinstance(open_store("memory"), MemoryStore)
+    assert isinstance(open_store("sqlite:///tmp/x.db"), SQLiteStore)
+    assert isinstance(open_store("redis://127.0.0.1:1/0"), RedisStore)
+    with pytest.raises(ValueError, match="BOT_STORE"):
+        open_store("postgres://x")
+
+
+def test_a_sqlite_file_is_created_on_first_use_in_wal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "dir" / "c.db"
+
+    async def go() -> None:
+        store = SQLiteStore(path)
+        await store.apply(KEY, Changes(seq=1))
+        await store.aclose()
+
+    run(go())
+    import sqlite3
+
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
