@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import re
 import sys
@@ -123,6 +124,57 @@ def cmd_chat(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_store(args: argparse.Namespace) -> int:
+    """Inspect or purge stored conversations (the store BOT_STORE names)."""
+    import asyncio
+
+    from .store import ConversationKey, describe, from_settings
+
+    settings = Settings()
+
+    async def run() -> int:
+        store = from_settings(settings)
+        try:
+            if args.action == "list":
+                keys = await store.keys()
+                for key in keys:
+                    print(f"{key.room or '*'}\t{key.identity}")
+                print(f"{len(keys)} conversations in {describe(settings.store)}", file=sys.stderr)
+                return 0
+            if args.action == "purge-expired":
+                print(f"{await store.purge_expired()} expired conversations deleted")
+                return 0
+            if args.identity is None:
+                print("error: give ROOM and IDENTITY", file=sys.stderr)
+                return 2
+            room = "" if args.room in ("*", "") else args.room
+            key = ConversationKey(room, args.identity)
+            if args.action == "show":
+                state = await store.load(key)
+                if state.empty:
+                    print(
+                        f"no conversation for {args.identity!r} in {args.room!r}", file=sys.stderr
+                    )
+                    return 1
+                out = {
+                    "seq": state.seq,
+                    "updated_ms": state.updated_ms,
+                    "history": state.history,
+                    "kept_for_resume": [s.seq for s in state.sent],
+                    "ids": len(state.ids),
+                    "running_turns": [lease.turn for lease in state.leases],
+                }
+                print(json.dumps(out, indent=2, ensure_ascii=False))
+                return 0
+            deleted = await store.delete(key)
+            print("deleted" if deleted else "nothing to delete")
+            return 0 if deleted else 1
+        finally:
+            await store.aclose()
+
+    return asyncio.run(run())
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from .protocol.schema import schema_text
 
@@ -209,6 +261,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="validity, e.g. 30m, 6h, 2d (default 6h)",
     )
     p.set_defaults(func=cmd_token)
+
+    p = sub.add_parser(
+        "store",
+        help="inspect or purge stored conversations",
+        description="Stored conversations, in the store BOT_STORE names (default: "
+        "the SQLite file in $XDG_DATA_HOME/lkbot). ROOM is '*' with "
+        "BOT_CONVERSATION_SCOPE=identity.",
+    )
+    p.add_argument("action", choices=["list", "show", "delete", "purge-expired"])
+    p.add_argument("room", nargs="?", help="the room (show, delete)")
+    p.add_argument("identity", nargs="?", help="the participant identity (show, delete)")
+    p.set_defaults(func=cmd_store)
 
     p = sub.add_parser(
         "schema",

@@ -335,3 +335,31 @@ def test_a_sqlite_file_is_created_on_first_use_in_wal_mode(tmp_path: Path) -> No
     import sqlite3
 
     assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_the_store_cli_lists_shows_and_deletes(tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    url = f"sqlite://{tmp_path / 'c.db'}"
+
+    async def seed() -> None:
+        store = open_store(url)
+        await store.apply(KEY, Changes(seq=3, history=[item("hi")]))
+        await store.aclose()
+
+    run(seed())
+    env = {**os.environ, "BOT_STORE": url, "PYTHONPATH": str(Path(__file__).parents[1])}
+
+    def bot(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "bot", "store", *args], capture_output=True, text=True, env=env
+        )
+
+    assert bot("list").stdout == "room/1\talice@example\n"
+    shown = json.loads(bot("show", "room/1", "alice@example").stdout)
+    assert shown["seq"] == 3 and shown["history"][0]["text"] == "hi"
+    assert bot("delete", "room/1", "alice@example").returncode == 0
+    assert bot("show", "room/1", "alice@example").returncode == 1

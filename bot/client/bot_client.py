@@ -6,6 +6,7 @@ Used by `python -m bot chat`, the end-to-end tests and the benchmarks.
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import json
 import logging
@@ -63,6 +64,10 @@ class BotClient:
         self.sent_ids: list[str] = []
         self.last_seq = 0  # the highest seq received: what a resume asks to continue from
         self.gaps: list[Error] = []  # resume_gap answers: what could not be replayed
+        # ids of the messages received (bounded): replays are dropped by id, which also
+        # holds when a bot that lost the conversation counts seq from 1 again
+        self._seen: set[str] = set()
+        self._seen_order: collections.deque[str] = collections.deque()
         self.bot_identity: str | None = None  # the bot we talk to, once found
         self._resuming: set[asyncio.Task[SessionReady]] = set()
         self.room.on("data_received", self._on_data)
@@ -258,14 +263,21 @@ class BotClient:
         if whole is None:
             return  # a chunk frame; the message is not complete yet
         msg = parse_bot_message(whole)
-        seq = getattr(msg, "seq", 0)
-        if seq and seq <= self.last_seq:
-            return  # a replayed message we already have
-        self.last_seq = max(self.last_seq, seq)
+        if msg.id:
+            if msg.id in self._seen:
+                return  # a replayed message we already have
+            self._remember(msg.id)
+        self.last_seq = max(self.last_seq, getattr(msg, "seq", 0) or 0)
         self.messages.append(msg)
         if self.on_message is not None:
             self.on_message(msg)
         self._notify()
+
+    def _remember(self, msg_id: str, keep: int = 4096) -> None:
+        self._seen.add(msg_id)
+        self._seen_order.append(msg_id)
+        if len(self._seen_order) > keep:
+            self._seen.discard(self._seen_order.popleft())
 
     def _notify(self) -> None:
         for waiter in list(self._waiters):

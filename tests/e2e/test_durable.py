@@ -1,0 +1,144 @@
+"""Conversations outlive their worker, on a real livekit-server with real clients: a
+worker stopped (SIGTERM) or killed (kill -9) mid-conversation is replaced and the user
+goes on with history, seq and dedupe intact; on SQLite and on Redis; and two workers
+sharing Redis, one killed, the other continuing. On a livekit-server of their own."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.client.bot_client import BotClient
+from bot.dev import livekit_server, redis_server
+from bot.dev.livekit_server import DevServer
+from bot.protocol.outbound import Ack, HistoryPage, TurnEnd
+
+from ..harness import script
+from .procs import Proc, start_worker
+from .test_dispatch import BOUND, _join, _kill
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def lk3() -> Iterator[DevServer]:
+    server = livekit_server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    server = redis_server.start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+async def clients() -> AsyncIterator[list[BotClient]]:
+    made: list[BotClient] = []
+    yield made
+    await asyncio.gather(*(c.disconnect() for c in made), return_exceptions=True)
+
+
+def _store(kind: str, request: pytest.FixtureRequest) -> str:
+    if kind == "redis":
+        return str(request.getfixturevalue("redis_url"))
+    return f"sqlite://{Path(tempfile.mkdtemp(prefix='lkbot-store-')) / 'c.db'}"
+
+
+def _worker(lk: DevServer, llm_url: str, store: str) -> Proc:
+    # a short lease: a turn left by a killed worker ends within seconds
+    return start_worker(lk, llm_url, watchdog_interval="1", store=store, store_lease_ttl="3")
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
+async def test_a_new_worker_continues_the_conversation(
+    lk3: DevServer,
+    llm_url: str,
+    clients: list[BotClient],
+    request: pytest.FixtureRequest,
+    kind: str,
+    how: signal.Signals,
+) -> None:
+    store = _store(kind, request)
+    first = _worker(lk3, llm_url, store)
+    try:
+        alice = await _join(lk3, f"durable-{uuid.uuid4().hex[:6]}", "alice", clients)
+        old = await alice.wait_bot(timeout=BOUND)
+        done = await alice.chat("before the restart")
+        first_id = done.request_id
+        answer = await alice.request("chat.message", text=script(stall=True))
+        turn = answer.turn  # type: ignore[union-attr]
+        await alice.wait_for(lambda _: any(e.type == "turn.delta" for e in alice.turn_events(turn)))
+        _kill(first, how)  # mid-turn
+    finally:
+        first.stop()
+    second = _worker(lk3, llm_url, store)
+    try:
+        await alice.wait_bot(exclude=old, timeout=BOUND)
+        await alice.wait_for(
+            lambda _: any(e.type == "turn.end" for e in alice.turn_events(turn)), BOUND
+        )
+        ends = [e for e in alice.turn_events(turn) if isinstance(e, TurnEnd)]
+        want = ("failed", "interrupted") if how == signal.SIGKILL else ("cancelled", "shutdown")
+        assert [(e.status, e.reason) for e in ends] == [want]
+        page = await alice.request("history.get")
+        assert isinstance(page, HistoryPage)
+        assert [i.text for i in page.items] == [
+            "before the restart",
+            "You said: before the restart",
+            script(stall=True),
+        ]
+        seqs = [m.seq for m in alice.messages]
+        assert seqs == list(range(1, len(seqs) + 1))  # one conversation, no gap, no reset
+        assert alice.gaps == []
+        # a retry of a message the old worker answered
+        await alice.send({"type": "chat.message", "id": first_id, "text": "before the restart"})
+
+        def answers() -> list[object]:
+            return [
+                m
+                for m in alice.messages
+                if getattr(m, "reply_to", None) == first_id and m.type in ("ack", "error")
+            ]
+
+        await alice.wait_for(lambda _: len(answers()) == 2, BOUND)
+        retry = answers()[-1]
+        assert isinstance(retry, Ack) and retry.status == "duplicate"
+        assert (await alice.chat("after")).reply == "You said: after"
+    finally:
+        second.stop()
+
+
+async def test_two_workers_on_redis_one_killed(
+    lk3: DevServer, llm_url: str, redis_url: str, clients: list[BotClient]
+) -> None:
+    """Scale-out: two workers share Redis; the one serving the room dies; the other
+    takes the room over (its dispatch watchdog) and the user goes on."""
+    a = _worker(lk3, llm_url, redis_url)
+    b: Proc | None = None
+    try:
+        alice = await _join(lk3, f"pair-{uuid.uuid4().hex[:6]}", "alice", clients)
+        old = await alice.wait_bot(timeout=BOUND)
+        await alice.chat("one")
+        b = _worker(lk3, llm_url, redis_url)  # registered after the room got A's bot
+        _kill(a, signal.SIGKILL)
+        await alice.wait_bot(exclude=old, timeout=BOUND)
+        assert (await alice.chat("two")).reply == "You said: two"
+        page = await alice.request("history.get")
+        assert isinstance(page, HistoryPage)
+        assert [i.text for i in page.items] == ["one", "You said: one", "two", "You said: two"]
+        seqs = [m.seq for m in alice.messages]
+        assert seqs == list(range(1, len(seqs) + 1))
+    finally:
+        a.stop()
+        if b is not None:
+            b.stop()
