@@ -31,6 +31,7 @@ test-fast: setup  ## unit tests only (no livekit-server)
 bench: setup  ## benchmarks over a real server (~25 min); publishes docs/performance.md
 	$(PY) -m bench --publish
 	$(PY) -m bench.burst --publish
+	$(PY) -m bench.store --publish
 
 bench-quick: setup  ## a small benchmark smoke run (~1 min)
 	$(PY) -m bench --quick

@@ -62,11 +62,12 @@ class BotClient:
         self.on_message: Callable[[BotMessage], None] | None = None
         self.ready: SessionReady | None = None
         self.sent_ids: list[str] = []
-        self.last_seq = 0  # the highest seq received: what a resume asks to continue from
+        self.last_seq = 0  # the end of the unbroken run of seqs received: what a resume asks for
         self.gaps: list[Error] = []  # resume_gap answers: what could not be replayed
         # ids of the messages received (bounded): replays are dropped by id, which also
         # holds when a bot that lost the conversation counts seq from 1 again
         self._seen: set[str] = set()
+        self._ahead: set[int] = set()  # seqs received past a gap
         self._seen_order: collections.deque[str] = collections.deque()
         self.bot_identity: str | None = None  # the bot we talk to, once found
         self._resuming: set[asyncio.Task[SessionReady]] = set()
@@ -150,6 +151,7 @@ class BotClient:
                 log.warning("resume refused: %s", answer.message)
                 self.gaps.append(answer)
                 resume, self.last_seq = False, 0
+                self._ahead.clear()
                 continue
             if not isinstance(answer, SessionReady):
                 raise RuntimeError(f"session.hello was refused: {answer}")
@@ -267,11 +269,26 @@ class BotClient:
             if msg.id in self._seen:
                 return  # a replayed message we already have
             self._remember(msg.id)
-        self.last_seq = max(self.last_seq, getattr(msg, "seq", 0) or 0)
+        self._track(getattr(msg, "seq", 0) or 0)
         self.messages.append(msg)
         if self.on_message is not None:
             self.on_message(msg)
         self._notify()
+
+    def _track(self, seq: int) -> None:
+        """`last_seq` is the end of the unbroken run of seqs received: a packet lost in a
+        reconnect (and its successors received) still gets asked for by a resume."""
+        if not seq:
+            return
+        if self.last_seq == 0 and not self._ahead:
+            self.last_seq = seq - 1  # joined a conversation already under way
+        if seq == self.last_seq + 1:
+            self.last_seq = seq
+            while self.last_seq + 1 in self._ahead:
+                self._ahead.discard(self.last_seq + 1)
+                self.last_seq += 1
+        elif seq > self.last_seq + 1:
+            self._ahead.add(seq)
 
     def _remember(self, msg_id: str, keep: int = 4096) -> None:
         self._seen.add(msg_id)

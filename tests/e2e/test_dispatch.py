@@ -144,7 +144,8 @@ async def test_a_livekit_server_restart_mid_turn_ends_the_turn(
         assert [e.type for e in events].count("turn.end") == 1
         assert any(e.type == "turn.reply" and e.text == "made it" for e in events)  # type: ignore[union-attr]
         seqs = [m.seq for m in alice.messages]
-        assert seqs == list(range(1, len(seqs) + 1))  # replayed, in order, no gap
+        # each once, none missing (one lost in the outage arrives with the resume)
+        assert sorted(seqs) == list(range(1, len(seqs) + 1))
         # one bot is left in the room, and it is the one that kept the conversation
         await alice.wait_for(lambda _: alice._agent(exclude=alice.agent) is None, BOUND)
         assert (await alice.chat("and now?")).reply == "You said: and now?"

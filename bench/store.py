@@ -1,0 +1,171 @@
+"""What the conversation store costs: write latency per batch and bytes per item.
+
+`python -m bench.store [--publish]`: SQLite (a file in /tmp), Redis (a throwaway
+redis-server on loopback) and memory, each given the batches a turn makes (one user
+history item, then the turn's messages in batches as the journal sends them), and the
+bytes each backend holds per history item and per message kept for resume."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from bot.dev import redis_server
+from bot.store import Changes, ConversationKey, SentRecord, Store, open_store
+
+from .report import machine
+
+MARK_START, MARK_END = "<!-- store:start -->", "<!-- store:end -->"
+DELTA = '{"v":1,"type":"turn.delta","id":"b12-a1b2c3","seq":12,"ts":1795305658905,"turn":"t_0a1b2c3d4e5f","reply_to":"c7","text":"some words of a reply "}'  # noqa: E501
+TEXT = "x" * 200
+ITEM = {
+    "role": "assistant",
+    "text": TEXT,
+    "ts": 1795305658905,
+    "turn": "t_0a1b2c3d4e5f",
+    "metadata": None,
+}
+
+
+async def _latency(store: Store, n: int = 300) -> tuple[float, float]:
+    key = ConversationKey("bench", f"u{time.time_ns()}")
+    times = []
+    seq = 0
+    for i in range(n):
+        batch = Changes(history=[ITEM] if i % 10 == 0 else [])
+        for _ in range(4):  # a batch of four messages: what piles up during one write
+            seq += 1
+            batch.sent.append(SentRecord(seq, f"b{seq}", "lkbot", DELTA))
+        batch.seq = seq
+        t = time.perf_counter()
+        await store.apply(key, batch)
+        times.append((time.perf_counter() - t) * 1000)
+    times.sort()
+    return statistics.median(times), times[int(0.99 * (len(times) - 1))]
+
+
+def _db_size(path: Path) -> int:
+    """The file's size with the WAL folded in and free pages dropped."""
+    import sqlite3
+
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.execute("VACUUM")
+    db.close()
+    return path.stat().st_size
+
+
+async def _bytes_sqlite(path: Path, items: int) -> tuple[float, float]:
+    store = open_store(f"sqlite://{path}")
+    await store.apply(ConversationKey("b", "empty"), Changes(seq=1))
+    await store.aclose()
+    base = _db_size(path)
+    out = []
+    for kind in ("history", "sent"):
+        store = open_store(f"sqlite://{path}")
+        key = ConversationKey("b", kind)
+        for i in range(items // 100):
+            c = Changes(seq=(i + 1) * 100)
+            if kind == "history":
+                c.history = [ITEM] * 100
+            else:
+                c.sent = [SentRecord(i * 100 + j + 1, "b", "lkbot", DELTA) for j in range(100)]
+            await store.apply(key, c)
+        await store.aclose()
+        size = _db_size(path)
+        out.append((size - base) / items)
+        base = size
+    return out[0], out[1]
+
+
+async def _bytes_redis(url: str, items: int) -> tuple[float, float]:
+    from redis.asyncio import Redis
+
+    r = Redis.from_url(url)
+    out = []
+    for kind in ("history", "sent"):
+        store = open_store(url)
+        key = ConversationKey("b", kind)
+        c = Changes(seq=items)
+        if kind == "history":
+            c.history = [ITEM] * items
+        else:
+            c.sent = [SentRecord(j + 1, "b", "lkbot", DELTA) for j in range(items)]
+        await store.apply(key, c)
+        await store.aclose()
+        used = await r.memory_usage(f"lkbot:{{{key.encoded()}}}:{kind}")
+        out.append((used or 0) / items)
+    await r.aclose()
+    return out[0], out[1]
+
+
+async def run() -> str:
+    redis = redis_server.start()
+    tmp = Path(tempfile.mkdtemp(prefix="lkbot-store-bench-"))
+    rows = []
+    try:
+        for name, url in (
+            ("memory", "memory"),
+            ("sqlite", f"sqlite://{tmp / 'lat.db'}"),
+            ("redis", redis.url),
+        ):
+            store = open_store(url)
+            p50, p99 = await _latency(store)
+            await store.aclose()
+            rows.append((name, p50, p99))
+            print(f"  {name}: batch write p50 {p50:.3f} ms, p99 {p99:.3f} ms", flush=True)
+        n = 200  # = BOT_HISTORY_MAX_ITEMS, so nothing is trimmed
+        sq = await _bytes_sqlite(tmp / "size.db", n)
+        rd = await _bytes_redis(redis.url, n)
+    finally:
+        redis.stop()
+    lines = [
+        f"{MARK_START}\n## Conversation store\n\n`python -m bench.store` on {machine()}, "
+        f"{time.strftime('%Y-%m-%d %H:%M')}, pid {os.getpid()}. One batch = what the journal "
+        "writes at once during a streamed turn: four bot messages (a `turn.delta` of "
+        f"{len(DELTA)} bytes of JSON each), plus a history item every tenth batch. Writes are "
+        "behind the sending (the journal): this is time the conversation's writer task "
+        "spends, not time added before a packet goes out.\n",
+        "| store | batch write p50 (ms) | p99 (ms) |",
+        "|---|---|---|",
+        *[f"| {n_} | {a:.3f} | {b:.3f} |" for n_, a, b in rows],
+        "",
+        f"Bytes held per item ({len(TEXT)}-character history item; "
+        f"{len(DELTA)}-byte message kept for resume):\n",
+        "| store | per history item | per message kept for resume |",
+        "|---|---|---|",
+        f"| sqlite (file size, after VACUUM) | {sq[0]:.0f} | {sq[1]:.0f} |",
+        f"| redis (MEMORY USAGE of the list) | {rd[0]:.0f} | {rd[1]:.0f} |",
+        f"\n{MARK_END}\n",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--publish", action="store_true", help="write docs/performance.md")
+    args = parser.parse_args()
+    text = asyncio.run(run())
+    print(text)
+    if args.publish:
+        publish_section(text)
+
+
+def publish_section(text: str) -> None:
+    path = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
+    doc = path.read_text()
+    if MARK_START in doc:
+        head, rest = doc.split(MARK_START, 1)
+        doc = head + text + rest.split(MARK_END, 1)[1].lstrip("\n")
+    else:
+        doc = doc.rstrip("\n") + "\n\n" + text
+    path.write_text(doc)
+
+
+if __name__ == "__main__":
+    main()
