@@ -31,7 +31,7 @@ from bot.dev import livekit_server
 from bot.dev.processes import stop_process, wait_until
 from bot.room.tokens import mint_token
 
-from .report import machine
+from .report import machine, publish_section
 from .stack import ROOT, Stack, start_server_and_llm
 
 BOUND_S = 120.0  # a bot later than this counts as never
@@ -143,16 +143,6 @@ def section(results: list[Burst], seconds: float) -> str:
     )
 
 
-def publish(text: str, path: Path) -> None:
-    doc = path.read_text() if path.exists() else "# lkbot benchmarks\n"
-    if MARK_START in doc:
-        head, rest = doc.split(MARK_START, 1)
-        doc = head + text + rest.split(MARK_END, 1)[1].lstrip("\n")
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text
-    path.write_text(doc)
-
-
 async def run(sizes: list[int], repeat: int, executor: str) -> tuple[list[Burst], Stack]:
     stack = start_server_and_llm()
     lk = stack.lk
@@ -209,7 +199,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "burst.json").write_text(json.dumps([asdict(b) for b in everything], indent=2))
     if args.publish:
-        publish(text, ROOT / "docs" / "performance.md")
+        publish_section(text, ROOT / "docs" / "performance.md", MARK_START, MARK_END)
         print("written to docs/performance.md")
 
 

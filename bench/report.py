@@ -236,3 +236,15 @@ def plots(rows: list[Row], outdir: Path) -> list[Path]:
     fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
     return paths
+
+
+def publish_section(text: str, path: Path, start: str, end: str) -> None:
+    """Put `text` (which begins with `start` and ends with `end`) into `path`, replacing
+    the section between those marks, or appended when there is none yet."""
+    doc = path.read_text() if path.exists() else "# lkbot benchmarks\n"
+    if start in doc:
+        head, rest = doc.split(start, 1)
+        doc = head + text + rest.split(end, 1)[1].lstrip("\n")
+    else:
+        doc = doc.rstrip("\n") + "\n\n" + text
+    path.write_text(doc)

@@ -18,7 +18,7 @@ from pathlib import Path
 from bot.dev import redis_server
 from bot.store import Changes, ConversationKey, SentRecord, Store, open_store
 
-from .report import machine
+from .report import machine, publish_section
 
 MARK_START, MARK_END = "<!-- store:start -->", "<!-- store:end -->"
 DELTA = '{"v":1,"type":"turn.delta","id":"b12-a1b2c3","seq":12,"ts":1795305658905,"turn":"t_0a1b2c3d4e5f","reply_to":"c7","text":"some words of a reply "}'  # noqa: E501
@@ -153,18 +153,8 @@ def main() -> None:
     text = asyncio.run(run())
     print(text)
     if args.publish:
-        publish_section(text)
-
-
-def publish_section(text: str) -> None:
-    path = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
-    doc = path.read_text()
-    if MARK_START in doc:
-        head, rest = doc.split(MARK_START, 1)
-        doc = head + text + rest.split(MARK_END, 1)[1].lstrip("\n")
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text
-    path.write_text(doc)
+        path = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
+        publish_section(text, path, MARK_START, MARK_END)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
 
 from bot.config import Settings
 from bot.core.transport import Peer
+from bot.dev import redis_server
 from bot.testing.llm_server import ScriptedLLMServer
 from bot.testing.memory import MemoryTransport
 
@@ -82,3 +83,14 @@ async def make_bot(llm_server: ScriptedLLMServer) -> AsyncIterator[MakeBot]:
 @pytest.fixture
 async def bot(make_bot: MakeBot) -> Harness:
     return await make_bot()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real redis-server on a free loopback port, for every test that asks (each
+    keeps to keys of its own: a prefix, or rooms and identities of its own)."""
+    server = redis_server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from bot.dev import redis_server
 from bot.protocol.outbound import Ack, HistoryPage, SessionReady, TurnEnd
 from bot.store import Changes, ConversationKey, Lease, Store, open_store
 from bot.store.model import now_ms
@@ -20,15 +19,6 @@ from .conftest import MakeBot
 from .harness import count, direct_answers, msg
 
 KEY = ConversationKey("r", "alice")
-
-
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    server = redis_server.start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
 
 
 OpenStore = Callable[[], Store]

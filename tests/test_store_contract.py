@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import uuid
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -15,7 +15,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.dev import redis_server
 from bot.store import (
     Bounds,
     Changes,
@@ -36,15 +35,6 @@ from .rig import explore
 T = TypeVar("T")
 BOUNDS = Bounds(history_max=5, sent_max=4, ids_max=3)
 BACKENDS = ["memory", "sqlite", "redis"]
-
-
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    server = redis_server.start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
 
 
 MakeStore = Callable[..., Store]

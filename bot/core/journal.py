@@ -44,10 +44,6 @@ class Journal:
 
     # -- recording (sync, cheap) --
 
-    def seq(self, seq: int) -> None:
-        self._pending.seq = seq
-        self._kick()
-
     def sent(self, record: SentRecord) -> None:
         self._pending.sent.append(record)
         self._pending.seq = record.seq

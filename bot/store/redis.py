@@ -107,8 +107,5 @@ class RedisStore:
     async def purge_expired(self) -> int:
         return 0  # Redis expires keys itself (EXPIRE on every write)
 
-    async def ping(self) -> None:
-        await self._redis.ping()
-
     async def aclose(self) -> None:
         await self._redis.aclose()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from bot.client.bot_client import BotClient
-from bot.dev import livekit_server, redis_server
+from bot.dev import livekit_server
 from bot.dev.livekit_server import DevServer
 from bot.protocol.outbound import Ack, HistoryPage, TurnEnd
 
@@ -30,13 +30,6 @@ pytestmark = pytest.mark.e2e
 def lk3() -> Iterator[DevServer]:
     server = livekit_server.start()
     yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    server = redis_server.start()
-    yield server.url
     server.stop()
 
 
