@@ -17,12 +17,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
+import sys
 import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import psutil
 from livekit import api
 
 from bot.client.bot_client import BotClient
@@ -47,7 +50,9 @@ class Burst:
     p99_s: float | None
     max_s: float | None
     by_watchdog: int
-    executor: str
+    cpu_worker_s: float  # CPU seconds over the burst: our worker
+    cpu_server_s: float  # livekit-server
+    cpu_clients_s: float  # the load generator (this process)
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -92,13 +97,76 @@ def _redispatches(log: Path) -> int:
     return log.read_text(errors="replace").count("a room has people but no bot")
 
 
-async def burst(lk: livekit_server.DevServer, n: int, log: Path, executor: str) -> Burst:
+def _cpu(pid: int) -> float:
+    t = psutil.Process(pid).cpu_times()
+    return t.user + t.system
+
+
+@dataclass
+class Floor:
+    """N bare `rtc.Room` connects at once, in a process of their own (no bot, nothing
+    sent): what joining a room costs on this box before any of our code runs."""
+
+    rooms: int
+    p50_s: float
+    p99_s: float
+    cpu_s: float
+
+
+async def _floor_connects(url: str, key: str, secret: str, n: int) -> dict[str, float]:
+    from livekit import rtc
+
+    from bot.room.options import data_only
+
+    settings = Settings(livekit_url=url, livekit_api_key=key, livekit_api_secret=secret)
+    tag = uuid.uuid4().hex[:6]
+    rooms = [rtc.Room() for _ in range(n)]
+
+    async def one(i: int, room: rtc.Room) -> float:
+        started = time.monotonic()
+        await room.connect(
+            url, mint_token(settings, room=f"floor-{tag}-{i}", identity="u"), data_only()
+        )
+        return time.monotonic() - started
+
+    cpu0 = _cpu(os.getpid())
+    times = await asyncio.gather(*(one(i, r) for i, r in enumerate(rooms)))
+    cpu = _cpu(os.getpid()) - cpu0
+    await asyncio.gather(*(r.disconnect() for r in rooms))
+    return {"p50_s": statistics.median(times), "p99_s": _pct(times, 0.99) or 0.0, "cpu_s": cpu}
+
+
+async def floor(lk: livekit_server.DevServer, n: int) -> Floor:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.burst",
+        "--floor-of",
+        str(n),
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "LIVEKIT_URL": lk.url,
+            "LIVEKIT_API_KEY": lk.api_key,
+            "LIVEKIT_API_SECRET": lk.api_secret,
+        },
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), BOUND_S)
+    await _drain(lk)
+    return Floor(rooms=n, **json.loads(out.decode().strip().splitlines()[-1]))
+
+
+async def burst(lk: livekit_server.DevServer, n: int, log: Path, worker: int) -> Burst:
     before = _redispatches(log)
+    pids = (worker, lk.process.pid, os.getpid())
+    cpu0 = [_cpu(p) for p in pids]
     tag = uuid.uuid4().hex[:6]
     clients: list[BotClient] = []
     outcomes = await asyncio.gather(*(_one(lk, f"burst-{tag}-{i}", clients) for i in range(n)))
     await asyncio.gather(*(c.disconnect() for c in clients), return_exceptions=True)
     ok = [t for _, t in outcomes if t is not None]
+    cpu = [_cpu(p) - c for p, c in zip(pids, cpu0, strict=True)]
     after = _redispatches(log)
     await _drain(lk)
     return Burst(
@@ -109,7 +177,9 @@ async def burst(lk: livekit_server.DevServer, n: int, log: Path, executor: str) 
         p99_s=_pct(ok, 0.99),
         max_s=max(ok) if ok else None,
         by_watchdog=after - before,
-        executor=executor,
+        cpu_worker_s=cpu[0],
+        cpu_server_s=cpu[1],
+        cpu_clients_s=cpu[2],
     )
 
 
@@ -117,35 +187,49 @@ def _f(v: float | None) -> str:
     return "–" if v is None else f"{v:.2f}"
 
 
-def table(results: list[Burst]) -> str:
+def table(results: list[Burst], floors: dict[int, Floor]) -> str:
     lines = [
-        "| rooms at once | executor | clients in | bot joined | join p50 (s) | join p99 (s) "
-        "| max (s) | re-dispatched by the watchdog |",
-        "|---|---|---|---|---|---|---|---|",
+        "| rooms at once | clients in | bot joined | join p50 (s) | join p99 (s) | max (s) "
+        "| floor p50 / p99 (s) | CPU s: worker / livekit-server / clients "
+        "| re-dispatched by the watchdog |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for b in results:
+        f = floors.get(b.rooms)
+        floor_text = f"{f.p50_s:.2f} / {f.p99_s:.2f}" if f else "–"
         lines.append(
-            f"| {b.rooms} | {b.executor} | {b.connected}/{b.rooms} | {b.joined}/{b.connected} "
-            f"| {_f(b.p50_s)} | {_f(b.p99_s)} | {_f(b.max_s)} | {b.by_watchdog} |"
+            f"| {b.rooms} | {b.connected}/{b.rooms} | {b.joined}/{b.connected} "
+            f"| {_f(b.p50_s)} | {_f(b.p99_s)} | {_f(b.max_s)} | {floor_text} "
+            f"| {b.cpu_worker_s:.1f} / {b.cpu_server_s:.1f} / {b.cpu_clients_s:.1f} "
+            f"| {b.by_watchdog} |"
         )
     return "\n".join(lines)
 
 
-def section(results: list[Burst], seconds: float) -> str:
+def section(results: list[Burst], floors: dict[int, Floor], seconds: float) -> str:
+    floor_cpu = ", ".join(f"{n} rooms {f.cpu_s:.1f} s" for n, f in sorted(floors.items()))
     return (
         f"{MARK_START}\n## Join under bursts\n\n"
         f"`python -m bench.burst` on {machine()}, {time.strftime('%Y-%m-%d %H:%M')}, "
         f"{seconds:.0f} s. N clients connect at the same moment, each creating a room of "
         "its own (automatic dispatch at creation); join time = room created → "
         "`session.ready`, per room. One loopback livekit-server, our worker as users run "
-        "it (`python -m bot start`, default settings), the load generator in one "
-        "process on the same 2-core box.\n\n" + table(results) + f"\n{MARK_END}\n"
+        "it (`python -m bot start`, default settings), the load generator (`BotClient`s) "
+        "in one process on the same 2-core box: each room costs two WebRTC joins here "
+        "(the client's and the bot's), both on this box's CPU.\n\n"
+        "The *floor* is measured in the same run: N bare `rtc.Room` connects at once in a "
+        "process of their own, with no bot and nothing sent (their CPU: "
+        f"{floor_cpu}).\n\n" + table(results, floors) + f"\n{MARK_END}\n"
     )
 
 
-async def run(sizes: list[int], repeat: int, executor: str) -> tuple[list[Burst], Stack]:
+async def run(sizes: list[int], repeat: int) -> tuple[list[Burst], dict[int, Floor], Stack]:
     stack = start_server_and_llm()
     lk = stack.lk
+    floors = {}
+    for n in sizes:
+        floors[n] = f = await floor(lk, n)
+        print(f"  floor, {n} bare connects: p50 {f.p50_s:.2f} s, p99 {f.p99_s:.2f} s", flush=True)
     ready = stack.logdir / "ours.ready"
     ours = stack.spawn(
         ["-m", "bot", "start", "--ready-file", str(ready)],
@@ -153,51 +237,61 @@ async def run(sizes: list[int], repeat: int, executor: str) -> tuple[list[Burst]
         OPENAI_BASE_URL=stack.llm_url,
         BOT_MODEL="scripted",
         BOT_HTTP_PORT="0",
-        BOT_JOB_EXECUTOR=executor,
     )
     log = stack.logdir / "ours.log"
     wait_until(ready.exists, ours, log, what="our worker", timeout=120)
     results = []
     for n in sizes:
         for _ in range(repeat if n == max(sizes) else 1):
-            b = await burst(lk, n, log, executor)
+            b = await burst(lk, n, log, ours.pid)
             print(
-                f"  {n} rooms ({executor}): clients in {b.connected}/{n}, bot joined "
+                f"  {n} rooms: clients in {b.connected}/{n}, bot joined "
                 f"{b.joined}/{b.connected}, p50 {_f(b.p50_s)} s, p99 {_f(b.p99_s)} s, "
-                f"watchdog {b.by_watchdog}",
+                f"watchdog {b.by_watchdog}, CPU s worker {b.cpu_worker_s:.1f} server "
+                f"{b.cpu_server_s:.1f} clients {b.cpu_clients_s:.1f}",
                 flush=True,
             )
             results.append(b)
     stop_process(ours, 30)
-    return results, stack
+    return results, floors, stack
 
 
-async def run_all(sizes: list[int], repeat: int, executors: list[str]) -> list[Burst]:
-    everything: list[Burst] = []
-    for executor in executors:
-        print(f"bursts with the {executor} executor: {sizes} (largest x{repeat})", flush=True)
-        results, stack = await run(sizes, repeat, executor)
-        stack.close()
-        everything += results
-    return everything
+async def _run_and_close(sizes: list[int], repeat: int) -> tuple[list[Burst], dict[int, Floor]]:
+    print(f"bursts: {sizes} rooms (largest x{repeat})", flush=True)
+    results, floors, stack = await run(sizes, repeat)
+    stack.close()
+    return results, floors
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="10,20,50", help="rooms per burst, comma-separated")
     parser.add_argument("--repeat", type=int, default=5, help="bursts of the largest size")
-    parser.add_argument("--executors", default="thread,process", help="job executors to run")
     parser.add_argument("--publish", action="store_true", help="write docs/performance.md")
+    parser.add_argument("--floor-of", type=int, help=argparse.SUPPRESS)  # the floor's process
     args = parser.parse_args()
+    if args.floor_of:
+        env = os.environ
+        result = asyncio.run(
+            _floor_connects(
+                env["LIVEKIT_URL"], env["LIVEKIT_API_KEY"], env["LIVEKIT_API_SECRET"], args.floor_of
+            )
+        )
+        print(json.dumps(result))
+        return
     sizes = [int(s) for s in args.sizes.split(",")]
     started = time.monotonic()
     # one event loop for everything: livekit's FFI client stays bound to the first one
-    everything = asyncio.run(run_all(sizes, args.repeat, args.executors.split(",")))
-    text = section(everything, time.monotonic() - started)
-    print(table(everything))
+    everything, floors = asyncio.run(_run_and_close(sizes, args.repeat))
+    text = section(everything, floors, time.monotonic() - started)
+    print(table(everything, floors))
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "burst.json").write_text(json.dumps([asdict(b) for b in everything], indent=2))
+    data = {
+        "bursts": [asdict(b) for b in everything],
+        "floors": [asdict(f) for f in floors.values()],
+    }
+    (out / "burst.json").write_text(json.dumps(data, indent=2))
     if args.publish:
         publish_section(text, ROOT / "docs" / "performance.md", MARK_START, MARK_END)
         print("written to docs/performance.md")

@@ -94,10 +94,11 @@ class Settings(BaseSettings):
     tool_events: Annotated[dict[str, ToolEventLevel], NoDecode] = Field(default_factory=dict)
 
     # The worker process.
-    job_executor: Literal["process", "thread"] = "process"
     http_port: Annotated[int, Field(ge=0, le=65535)] = 8081
     # Capacity: the worker's load is its rooms against this, never the box's CPU.
     max_rooms: Annotated[int, Field(ge=1)] = 100
+    # Rooms joined at once; more wait their turn (WebRTC setup is CPU-bound).
+    join_concurrency: Annotated[int, Field(ge=1, le=64)] = 4
     # livekit-server's agents.target_load: it sends a room only to a worker whose
     # load is below it; the load is scaled so that this means max_rooms exactly.
     livekit_target_load: Annotated[float, Field(gt=0, le=1)] = 0.7

@@ -246,31 +246,3 @@ def test_disconnect_noise_is_demoted_but_real_errors_stay() -> None:
     assert DisconnectNoise().filter(real) is True and real.levelno == logging.ERROR
     ours = record("bot", "closed unexpectedly")
     assert DisconnectNoise().filter(ours) is True and ours.levelno == logging.ERROR
-
-
-@pytest.mark.parametrize("level", ["DEBUG", "INFO", "WARNING", "ERROR"])
-def test_every_log_level_builds_a_worker(level: str) -> None:
-    from bot.config import Settings
-    from bot.room.worker import build_server
-
-    settings = Settings(log_level=level, livekit_url="ws://127.0.0.1:1")  # type: ignore[arg-type]
-    server = build_server(settings, dev=False)
-    # livekit-agents spells WARNING "WARN" and refuses anything it does not know
-    assert server.log_level == {"WARNING": "WARN"}.get(level, level)
-
-
-def test_jobs_run_with_the_settings_the_worker_was_given() -> None:
-    """Settings reach job processes pickled with the entrypoint, not via the environment."""
-    import pickle
-
-    from bot.config import Settings
-    from bot.room.worker import RoomJob, build_server
-
-    settings = Settings(
-        livekit_url="ws://127.0.0.1:1", model="from-code", topics=("a", "b"), max_queue=3
-    )
-    server = build_server(settings, dev=False)
-    registered = server._entrypoint_fnc  # what livekit-agents hands each job process
-    job = pickle.loads(pickle.dumps(registered)).__self__
-    assert isinstance(job, RoomJob)
-    assert job.settings == settings

@@ -21,6 +21,8 @@ from ..protocol.attributes import CLIENT_ATTRIBUTE, is_bot
 from ..protocol.chunking import Reassembler, receive, split
 from ..protocol.codec import parse_bot_message
 from ..protocol.outbound import Ack, BotMessage, Error, SessionReady, TurnEnd, TurnReply
+from ..room import ffi_routing
+from ..room.options import data_only
 
 log = logging.getLogger(__name__)
 DIRECT = {"ack", "session.ready", "history.page", "pong", "error"}
@@ -93,7 +95,9 @@ class BotClient:
 
     async def join(self, url: str, token: str) -> None:
         """Join the room and announce ourselves; nothing more (no bot needed yet)."""
-        await self.room.connect(url, token, rtc.RoomOptions(auto_subscribe=False))
+        ffi_routing.install()  # many clients in one process (tests, benchmarks) stay cheap
+        await self.room.connect(url, token, data_only())
+        ffi_routing.bind(self.room)
         await self.announce()
 
     async def announce(self) -> None:

@@ -13,7 +13,7 @@ TOPICS_ATTRIBUTE = "lkbot.topics"  # comma-separated
 WORKER_ATTRIBUTE = "lkbot.worker"  # the worker id: the dispatch watchdog tells dead bots by it
 SINCE_ATTRIBUTE = "lkbot.since"  # when the bot joined (ns): the younger of two leaves
 CLIENT_ATTRIBUTE = "lkbot.client"  # set by clients: an attribute change is announced at once
-AGENT_NAME_ATTRIBUTE = "lk.agent.name"  # set by LiveKit Agents
+AGENT_NAME_ATTRIBUTE = "lk.agent.name"  # set by LiveKit Agents, and by our worker
 
 
 def is_bot(attributes: Mapping[str, str], agent_name: str | None) -> bool:

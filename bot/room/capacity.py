@@ -3,7 +3,8 @@
 livekit-server sends a room only to a worker whose last reported load is below
 `agents.target_load` (0.7 by default) and never retries a refused job. livekit-agents
 reports the box's CPU by default, so a busy 2-core box silently lost rooms. Here the
-load is the worker's own capacity: `rooms / BOT_MAX_ROOMS`, scaled by
+load is the worker's own capacity: `rooms / BOT_MAX_ROOMS` (rooms running, or accepted
+and not yet assigned), scaled by
 `BOT_LIVEKIT_TARGET_LOAD` so that the server keeps sending rooms until exactly
 `BOT_MAX_ROOMS` are served. Rooms missed anyway (a late availability answer, a worker
 that died) are picked up by the dispatch watchdog (`watchdog.py`).
@@ -14,13 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from livekit import api
-from livekit.agents import AgentServer, JobRequest
-from livekit.agents.job import RunningJobInfo
 
 from ..config import Settings
 from ..core.tasks import supervise
@@ -29,51 +27,16 @@ from .watchdog import DispatchWatchdog
 
 log = logging.getLogger(__name__)
 
-ACCEPTED_FOR_S = 60.0
-
 
 @dataclass(frozen=True)
 class RoomLoad:
-    """The load livekit-agents reports for this worker (called with the server)."""
+    """The load this worker reports to livekit-server for a number of rooms taken."""
 
     max_rooms: int
     target_load: float
 
-    def __call__(self, server: AgentServer) -> float:
-        return self.of(len(server.active_jobs))
-
     def of(self, rooms: int) -> float:
         return min(1.0, rooms / self.max_rooms) * self.target_load
-
-
-@dataclass
-class AcceptWhileRoom:
-    """The job request callback: take a room while under BOT_MAX_ROOMS. Remembers the
-    rooms it accepted until their job runs (`handling`), for the dispatch watchdog."""
-
-    max_rooms: int
-    server: AgentServer | None = None  # set by build_server once the server exists
-    accepted: dict[str, float] = field(default_factory=dict)  # room -> when
-
-    def _running(self) -> list[RunningJobInfo]:
-        return self.server.active_jobs if self.server is not None else []
-
-    async def __call__(self, request: JobRequest) -> None:
-        if len(self._running()) < self.max_rooms:
-            self.accepted[request.room.name] = time.monotonic()
-            await request.accept()
-        else:
-            log.warning("at capacity (%d rooms, BOT_MAX_ROOMS): refusing a room", self.max_rooms)
-            await request.reject()
-
-    def handling(self) -> set[str]:
-        """Rooms this worker runs, or accepted within the last minute (assignment and
-        a job's start can take that long on a busy box)."""
-        now = time.monotonic()
-        for room in [r for r, t in self.accepted.items() if now - t > ACCEPTED_FOR_S]:
-            del self.accepted[room]
-        running = {j.job.room.name for j in self._running()}
-        return running | set(self.accepted)
 
 
 @dataclass

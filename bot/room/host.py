@@ -1,0 +1,237 @@
+"""Many rooms in one process: each room's bot is a task on the worker's event loop.
+
+livekit-agents runs one job per room in a process (or a thread with its own event
+loop), with a job context, an IPC channel, a loop monitor and a process pool around
+each. A text bot needs none of that, and paid for it in joins: a burst of 50 rooms on a
+2-core box took 11–17 s per room, and the thread executor lost rooms outright (its
+loops starved each other until livekit's FFI gave up waiting for a room's
+`ReadyForRoomEvent` and aborted the process). Here a room is an `rtc.Room`, a transport
+and a dispatcher on one loop; the LLM HTTP client, the tools' settings and the
+conversation store are the process's. A crash in one room's code ends that room's bot
+(logged, the job reported failed, the dispatch watchdog brings a new one), never the
+others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from livekit import rtc
+from livekit.protocol import agent
+
+from ..config import Settings
+from ..core.dispatcher import Dispatcher
+from ..core.tasks import supervise
+from ..llm.endpoint import build_llm
+from ..llm.tools import load_tools
+from ..protocol.attributes import (
+    AGENT_NAME_ATTRIBUTE,
+    PROTOCOL_ATTRIBUTE,
+    SINCE_ATTRIBUTE,
+    TOPICS_ATTRIBUTE,
+    WORKER_ATTRIBUTE,
+)
+from ..protocol.version import PROTOCOL_VERSION
+from ..store.base import Store
+from ..turns.engine import TurnEngine
+from . import ffi_routing
+from .capacity import RoomLoad
+from .link import Offer, WorkerLink
+from .liveness import Liveness
+from .one_bot import OneBotPerRoom
+from .options import data_only
+from .rtc_transport import RoomTransport
+
+log = logging.getLogger("bot")
+
+OFFER_KEPT_S = 60.0  # an accepted room whose assignment never came stops counting
+
+
+class BotInRoom:
+    """One room's bot, from connect to leave."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        job: agent.Job,
+        *,
+        worker_id: str,
+        liveness: Callable[[str], Liveness],
+        joining: asyncio.Semaphore,
+    ) -> None:
+        self.job = job
+        self._joining = joining
+        self._settings = settings
+        self._store = store
+        self._worker_id = worker_id
+        self._liveness = liveness
+        self._left = asyncio.Event()
+        self._why = ""
+
+    def leave(self, why: str) -> None:
+        if not self._left.is_set():
+            self._why = why
+            self._left.set()
+
+    async def run(self, url: str, token: str) -> None:
+        settings = self._settings
+        room = rtc.Room()
+        transport = RoomTransport(room)
+        model = build_llm(settings)
+        tools = load_tools(settings, transport.peers) if settings.llm_tools else []
+        dispatcher = Dispatcher(
+            settings,
+            transport,
+            TurnEngine(settings, model, tools),
+            store=self._store,
+            room=self.job.room.name,
+        )
+        transport.attach(dispatcher)  # before connect: no packet arrives unseen
+        room.on("disconnected", lambda reason: self.leave(f"disconnected ({reason})"))
+        since = time.time_ns()
+        guard = OneBotPerRoom(
+            room,
+            since_ns=since,
+            agent_name=settings.agent_name,
+            liveness=self._liveness,
+            leave=lambda: self.leave("another bot serves this room"),
+        )
+        started = time.monotonic()
+        try:
+            async with self._joining:
+                await room.connect(url, token, data_only())
+            ffi_routing.bind(room)  # the other rooms' events no longer wake this one
+            connected = time.monotonic()
+            # Participants that publish no media are announced in 3 s batches; an
+            # attribute change is announced at once, so clients see the bot right away.
+            attributes = {
+                PROTOCOL_ATTRIBUTE: str(PROTOCOL_VERSION),
+                TOPICS_ATTRIBUTE: ",".join(settings.topics),
+                WORKER_ATTRIBUTE: self._worker_id,  # the watchdog tells dead bots by it
+                SINCE_ATTRIBUTE: str(since),  # the younger of two bots leaves (one_bot.py)
+            }
+            await room.local_participant.set_attributes(attributes)
+            guard.check()
+
+            # A restarted livekit-server has forgotten them: without them clients no
+            # longer recognise the bot (and drop its packets as forged).
+            def reannounce() -> None:
+                supervise(room.local_participant.set_attributes(attributes), name="reannounce")
+
+            room.on("reconnected", reannounce)
+            log.debug(
+                "joined room %s (connect %.2fs, attributes %.2fs)",
+                self.job.room.name,
+                connected - started,
+                time.monotonic() - connected,
+            )
+            await self._left.wait()
+        finally:
+            # running turns end first, and their turn.end still reaches each sender
+            await dispatcher.aclose()
+            with contextlib.suppress(Exception):
+                await room.disconnect()
+            await model.aclose()
+            log.debug("left room %s: %s", self.job.room.name, self._why or "shutdown")
+
+
+@dataclass
+class RoomHost:
+    """The rooms of this worker: what the link offers, assigns and terminates."""
+
+    settings: Settings
+    store: Store
+    liveness: Callable[[str], Liveness]
+    link: WorkerLink | None = None
+    rooms: dict[str, BotInRoom] = field(default_factory=dict)  # job id -> bot
+    _tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    _offered: dict[str, tuple[str, float]] = field(default_factory=dict)  # job -> (room, when)
+
+    def __post_init__(self) -> None:
+        ffi_routing.install()
+        # WebRTC setup is CPU-bound: a burst joined all at once thrashed (connects past
+        # their timeouts, retried; 20–60 s of CPU for 50 rooms, rooms lost); a few at a
+        # time, each is quick (bench/burst.py, docs/performance.md)
+        self._joining = asyncio.Semaphore(self.settings.join_concurrency)
+        self._load = RoomLoad(self.settings.max_rooms, self.settings.livekit_target_load)
+
+    def _taken(self) -> int:
+        now = time.monotonic()
+        for job_id in [j for j, (_, t) in self._offered.items() if now - t > OFFER_KEPT_S]:
+            del self._offered[job_id]
+        return len(self.rooms) + len(self._offered)
+
+    # -- the link's side ------------------------------------------------------------
+
+    def offer(self, job: agent.Job) -> Offer:
+        if self._taken() >= self.settings.max_rooms:
+            log.warning(
+                "at capacity (%d rooms, BOT_MAX_ROOMS): refusing a room", self.settings.max_rooms
+            )
+            return Offer(accept=False)
+        self._offered[job.id] = (job.room.name, time.monotonic())
+        # the name clients (and livekit-agents' own) look for; the server adds only
+        # its own spelling, `lk.agent_name`
+        name = {AGENT_NAME_ATTRIBUTE: self.settings.agent_name}
+        return Offer(accept=True, identity=f"agent-{job.id}", attributes=name)
+
+    def assigned(self, job: agent.Job, url: str, token: str) -> None:
+        self._offered.pop(job.id, None)
+        if job.id in self.rooms:
+            return
+        worker_id = self.link.worker_id if self.link else ""
+        bot = BotInRoom(
+            self.settings,
+            self.store,
+            job,
+            worker_id=worker_id,
+            liveness=self.liveness,
+            joining=self._joining,
+        )
+        self.rooms[job.id] = bot
+        task = supervise(bot.run(url, token), name=f"room {job.room.name}")
+        self._tasks[job.id] = task
+        task.add_done_callback(lambda t: self._ended(job.id, t))
+
+    def _ended(self, job_id: str, task: asyncio.Task[None]) -> None:
+        self.rooms.pop(job_id, None)
+        self._tasks.pop(job_id, None)
+        if self.link is None:
+            return
+        failed = not task.cancelled() and task.exception() is not None
+        status = agent.JobStatus.JS_FAILED if failed else agent.JobStatus.JS_SUCCESS
+        self.link.job_status(job_id, status, "the bot crashed" if failed else "")
+        self.link.report()
+
+    def terminated(self, job_id: str) -> None:
+        bot = self.rooms.get(job_id)
+        if bot is not None:
+            bot.leave("the job was terminated")
+
+    def status(self) -> tuple[float, int, bool]:
+        taken = self._taken()
+        return self._load.of(taken), len(self.rooms), taken >= self.settings.max_rooms
+
+    def running_ids(self) -> list[str]:
+        return list(self.rooms)
+
+    def handling(self) -> set[str]:
+        """Rooms this worker runs or was just given (for the dispatch watchdog)."""
+        self._taken()
+        return {b.job.room.name for b in self.rooms.values()} | {
+            room for room, _ in self._offered.values()
+        }
+
+    async def aclose(self) -> None:
+        """Every bot leaves (each sender gets the turn.end of a running turn)."""
+        for bot in list(self.rooms.values()):
+            bot.leave("shutdown")
+        tasks = list(self._tasks.values())
+        if tasks:
+            await asyncio.wait(tasks)

@@ -1,0 +1,25 @@
+"""How a data-only participant joins: no media subscriptions, two peer connections.
+
+livekit 1.1.x negotiates a single peer connection for both directions at join time when
+`single_peer_connection` is left unset. Two connections, the other setting, are each
+negotiated when first needed, and data packets work the same. Measured with
+`bench/burst.py` on the 2-core box (50 rooms at once, a client and our bot in each,
+joins of the bot 4 at a time), CPU seconds per burst on each side and join p50/p99:
+
+| `single_peer_connection` | worker CPU | clients CPU | join p50 / p99 |
+|---|---|---|---|
+| unset | 10.7–16.9 s | 12.7–19.1 s | 11.5–13.6 s / 14.1–21.0 s |
+| `True` | 9.2–22.1 s | 11.0–25.1 s | 10.6–20.7 s / 12.9–26.8 s |
+| `False` | 6.2–8.1 s | 7.1–8.2 s | 5.3–6.9 s / 8.8–9.7 s |
+
+50 bare connects at once in one process (no other participant, nothing sent): unset
+p50 3.4–4.4 s and 5–20 s of CPU; `False` p50 1.0–1.2 s and 1.1–2.0 s of CPU.
+"""
+
+from __future__ import annotations
+
+from livekit import rtc
+
+
+def data_only() -> rtc.RoomOptions:
+    return rtc.RoomOptions(auto_subscribe=False, single_peer_connection=False)

@@ -1,0 +1,80 @@
+"""The FFI event router: a room's events reach its own Room, and nothing is lost."""
+
+from __future__ import annotations
+
+import asyncio
+
+from livekit.rtc._ffi_client import FfiQueue
+from livekit.rtc._proto import ffi_pb2 as proto_ffi
+
+from bot.room.ffi_routing import RoutedFfiQueue
+
+
+def room_event(handle: int) -> proto_ffi.FfiEvent:
+    event = proto_ffi.FfiEvent()
+    event.room_event.room_handle = handle
+    event.room_event.eos.SetInParent()
+    return event
+
+
+def callback(async_id: int) -> proto_ffi.FfiEvent:
+    event = proto_ffi.FfiEvent()
+    event.publish_data.async_id = async_id
+    return event
+
+
+async def drained(*queues: asyncio.Queue[proto_ffi.FfiEvent]) -> list[list[proto_ffi.FfiEvent]]:
+    await asyncio.sleep(0)  # let call_soon_threadsafe deliveries run
+    out = []
+    for q in queues:
+        got = []
+        while not q.empty():
+            got.append(q.get_nowait())
+        out.append(got)
+    return out
+
+
+async def test_a_bound_room_gets_only_its_own_room_events_and_every_callback() -> None:
+    router = RoutedFfiQueue()
+    a, b, waiting = router.subscribe(), router.subscribe(), router.subscribe()
+    router.bind(a, 1)
+    router.bind(b, 2)
+    for event in (room_event(1), room_event(2), callback(7)):
+        router.put(event)
+    got_a, got_b, got_waiting = await drained(a, b, waiting)
+    assert [e.room_event.room_handle for e in got_a[:1]] == [1] and len(got_a) == 2
+    assert [e.room_event.room_handle for e in got_b[:1]] == [2] and len(got_b) == 2
+    assert got_a[1].publish_data.async_id == got_b[1].publish_data.async_id == 7
+    assert len(got_waiting) == 3  # not bound (a room connecting, a request's waiter): all
+
+
+async def test_the_sdk_queue_wakes_every_room_for_every_event() -> None:
+    """What the router removes: with the SDK's queue each room sees the others' events."""
+    plain: FfiQueue[proto_ffi.FfiEvent] = FfiQueue()
+    a, b = plain.subscribe(), plain.subscribe()
+    plain.put(room_event(1))
+    got_a, got_b = await drained(a, b)  # type: ignore[arg-type]
+    assert len(got_a) == len(got_b) == 1
+
+
+async def test_an_event_for_a_handle_nobody_bound_goes_to_everyone() -> None:
+    router = RoutedFfiQueue()
+    a, b = router.subscribe(), router.subscribe()
+    router.bind(a, 1)
+    router.put(room_event(99))
+    got_a, got_b = await drained(a, b)
+    assert len(got_a) == len(got_b) == 1
+
+
+async def test_filters_still_apply_and_unsubscribed_queues_get_nothing() -> None:
+    router = RoutedFfiQueue()
+    picky = router.subscribe(filter_fn=lambda e: e.WhichOneof("message") != "publish_data")
+    gone = router.subscribe()
+    router.bind(gone, 3)
+    router.unsubscribe(gone)
+    router.put(callback(1))
+    router.put(room_event(3))
+    got_picky, got_gone = await drained(picky, gone)
+    assert [e.WhichOneof("message") for e in got_picky] == ["room_event"]
+    assert got_gone == []
+    assert router._by_handle == {} and router._handles == {}
