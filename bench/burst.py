@@ -277,8 +277,8 @@ def main() -> None:
                 env["LIVEKIT_URL"], env["LIVEKIT_API_KEY"], env["LIVEKIT_API_SECRET"], args.floor_of
             )
         )
-        print(json.dumps(result))
-        return
+        print(json.dumps(result), flush=True)
+        os._exit(0)  # not the interpreter's teardown: livekit's FFI threads may still call in
     sizes = [int(s) for s in args.sizes.split(",")]
     started = time.monotonic()
     # one event loop for everything: livekit's FFI client stays bound to the first one

@@ -13,7 +13,9 @@ import os
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bot.dev import redis_server
 from bot.store import Changes, ConversationKey, SentRecord, Store, open_store
@@ -104,7 +106,94 @@ async def _bytes_redis(url: str, items: int) -> tuple[float, float]:
     return out[0], out[1]
 
 
-async def run() -> str:
+def turns_over_livekit(redis_url: str, tmp: Path, users: int, turns: int, rounds: int) -> list[Row]:
+    """Our worker with each store, the same load: `users` users in rooms of their own,
+    `turns` instant turns each, over a real livekit-server. Rounds alternate the
+    stores, so that a busy moment of the box does not land on one store only."""
+    from bot.dev.processes import stop_process, wait_until
+
+    from .run import PROFILES, run_load, summarize
+    from .stack import TreeSampler, start_server_and_llm
+
+    stores = (
+        ("memory", "memory"),
+        ("sqlite", f"sqlite://{tmp / 'turns.db'}"),
+        ("redis", redis_url),
+    )
+    stack = start_server_and_llm()
+    rows: list[Row] = []
+    try:
+        for n in range(rounds):
+            for name, url in stores:
+                agent = f"store-{name}"
+                ready = stack.logdir / f"{name}-{n}.ready"
+                proc = stack.spawn(
+                    ["-m", "bot", "start", "--ready-file", str(ready)],
+                    f"{name}-{n}",
+                    OPENAI_BASE_URL=stack.llm_url,
+                    BOT_MODEL="scripted",
+                    BOT_HTTP_PORT="0",
+                    BOT_AGENT_NAME=agent,
+                    BOT_STORE=url,
+                    BOT_LOG_LEVEL="WARNING",
+                )
+                wait_until(
+                    ready.exists, proc, stack.logdir / f"{name}-{n}.log", what=name, timeout=120
+                )
+                sampler = TreeSampler(proc.pid)
+                rooms = [f"{agent}-{n}-{i}-{time.time_ns()}" for i in range(users)]
+                plan = [{"profile": "instant", "text": PROFILES["instant"]["text"], "turns": turns}]
+                try:
+                    recs, errs = run_load(stack, "ours", rooms, plan, agent)
+                    row = summarize(recs, errs, users, sampler, sampler.mem_now())
+                finally:
+                    sampler.stop()
+                    stop_process(proc, 30)
+                rows.append(Row(name, n + 1, row))
+                print(
+                    f"  round {n + 1}, {name}: first text p50 {row['first_p50']:.1f} ms, "
+                    f"p99 {row['first_p99']:.1f} ms, CPU {row.get('cpu_ms_per_turn', 0):.1f} "
+                    f"ms/turn, {row['turns']} turns, {row['errors']} errors",
+                    flush=True,
+                )
+    finally:
+        stack.close()
+    return rows
+
+
+@dataclass
+class Row:
+    store: str
+    round: int
+    row: dict[str, Any]
+
+
+def turns_table(rows: list[Row]) -> list[str]:
+    lines = [
+        "| store | round | first text p50 / p99 (ms) | end p50 / p99 (ms) | worker CPU ms/turn "
+        "| turns | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        x = r.row
+        lines.append(
+            f"| {r.store} | {r.round} | {x['first_p50']:.1f} / {x['first_p99']:.1f} "
+            f"| {x['end_p50']:.1f} / {x['end_p99']:.1f} | {x.get('cpu_ms_per_turn', 0):.1f} "
+            f"| {x['turns']} | {x['errors']} |"
+        )
+    by: dict[str, list[float]] = {}
+    for r in rows:
+        by.setdefault(r.store, []).append(r.row["first_p50"])
+    base = statistics.median(by["memory"])
+    added = ", ".join(
+        f"{name} {statistics.median(v) - base:+.1f} ms"
+        for name, v in by.items()
+        if name != "memory"
+    )
+    return [*lines, "", f"First text p50 against memory (median of the rounds): {added}."]
+
+
+async def run(users: int, turns: int, rounds: int) -> str:
     redis = redis_server.start()
     tmp = Path(tempfile.mkdtemp(prefix="lkbot-store-bench-"))
     rows = []
@@ -122,6 +211,11 @@ async def run() -> str:
         n = 200  # = BOT_HISTORY_MAX_ITEMS, so nothing is trimmed
         sq = await _bytes_sqlite(tmp / "size.db", n)
         rd = await _bytes_redis(redis.url, n)
+        print(f"turns over LiveKit: {users} users x {turns} turns, {rounds} rounds", flush=True)
+        loop = asyncio.get_running_loop()
+        turn_rows = await loop.run_in_executor(
+            None, turns_over_livekit, redis.url, tmp, users, turns, rounds
+        )
     finally:
         redis.stop()
     lines = [
@@ -141,6 +235,12 @@ async def run() -> str:
         "|---|---|---|",
         f"| sqlite (file size, after VACUUM) | {sq[0]:.0f} | {sq[1]:.0f} |",
         f"| redis (MEMORY USAGE of the list) | {rd[0]:.0f} | {rd[1]:.0f} |",
+        "",
+        f"Turns over a real livekit-server with each store: our worker (`python -m bot start`, "
+        f"`BOT_STORE` set), {users} users each in a room of their own, {turns} turns each "
+        "with the `instant` LLM profile (no think time, a 10-token reply), the same scripted "
+        "LLM; the stores alternate over the rounds.\n",
+        *turns_table(turn_rows),
         f"\n{MARK_END}\n",
     ]
     return "\n".join(lines)
@@ -149,8 +249,11 @@ async def run() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--publish", action="store_true", help="write docs/performance.md")
+    parser.add_argument("--users", type=int, default=10, help="users in the turns part")
+    parser.add_argument("--turns", type=int, default=40, help="turns per user")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds over the three stores")
     args = parser.parse_args()
-    text = asyncio.run(run())
+    text = asyncio.run(run(args.users, args.turns, args.rounds))
     print(text)
     if args.publish:
         path = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
