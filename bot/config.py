@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     tool_timeout: Annotated[float, Field(gt=0)] = 15.0
     tool_events: Annotated[dict[str, ToolEventLevel], NoDecode] = Field(default_factory=dict)
 
+    # LiveKit's own chat UIs (lk.chat in, lk.transcription out, lk.agent.state).
+    lk_chat: bool = True
+
     # The worker process.
     http_port: Annotated[int, Field(ge=0, le=65535)] = 8081
     # Capacity: the worker's load is its rooms against this, never the box's CPU.

@@ -39,7 +39,7 @@ from ..protocol.attributes import (
 from ..protocol.version import PROTOCOL_VERSION
 from ..store.base import Store
 from ..turns.engine import TurnEngine
-from . import ffi_routing
+from . import ffi_routing, lk_chat
 from .capacity import RoomLoad
 from .link import Offer, WorkerLink
 from .liveness import Liveness
@@ -82,7 +82,8 @@ class BotInRoom:
     async def run(self, url: str, token: str) -> None:
         settings = self._settings
         room = rtc.Room()
-        transport = RoomTransport(room)
+        chat_topic = settings.topics[0] if settings.lk_chat else None
+        transport = RoomTransport(room, lk_chat_topic=chat_topic)
         model = build_llm(settings)
         tools = load_tools(settings, transport.peers) if settings.llm_tools else []
         dispatcher = Dispatcher(
@@ -116,12 +117,16 @@ class BotInRoom:
                 WORKER_ATTRIBUTE: self._worker_id,  # the watchdog tells dead bots by it
                 SINCE_ATTRIBUTE: str(since),  # the younger of two bots leaves (one_bot.py)
             }
+            if chat_topic is not None:  # what LiveKit's useAgent waits for
+                attributes[lk_chat.AGENT_STATE] = transport.mirror.state
             await room.local_participant.set_attributes(attributes)
             guard.check()
 
             # A restarted livekit-server has forgotten them: without them clients no
             # longer recognise the bot (and drop its packets as forged).
             def reannounce() -> None:
+                if chat_topic is not None:
+                    attributes[lk_chat.AGENT_STATE] = transport.mirror.state
                 supervise(room.local_participant.set_attributes(attributes), name="reannounce")
 
             room.on("reconnected", reannounce)

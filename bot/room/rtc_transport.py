@@ -7,7 +7,10 @@ import logging
 
 from livekit import rtc
 
+from ..core.tasks import supervise
 from ..core.transport import Packet, PacketSink, Peer
+from . import lk_chat
+from .lk_chat import TranscriptionMirror
 
 log = logging.getLogger(__name__)
 
@@ -26,18 +29,48 @@ REJOIN_GRACE_S = 20.0
 
 
 class RoomTransport:
-    def __init__(self, room: rtc.Room, *, rejoin_grace: float = REJOIN_GRACE_S) -> None:
+    def __init__(
+        self,
+        room: rtc.Room,
+        *,
+        rejoin_grace: float = REJOIN_GRACE_S,
+        lk_chat_topic: str | None = None,
+    ) -> None:
+        """`lk_chat_topic`: serve LiveKit's own chat UIs (`lk_chat.py`), feeding their
+        messages to the dispatcher as if sent on this topic of ours; None: ignore them."""
         self._room = room
         self._rejoin_grace = rejoin_grace
         self._away = False  # our connection is being re-established
+        self._lk_chat_topic = lk_chat_topic
+        self._state_task: asyncio.Task[None] | None = None
+        self.mirror = TranscriptionMirror(self._open_transcription, self._want_state)
 
     def attach(self, sink: PacketSink) -> None:
         """Register the room callbacks; call before `connect` so no packet is missed."""
 
+        chat_topic = self._lk_chat_topic
+
         # Room.on() takes sync callbacks only; the sink queues work, it never awaits.
         def on_data(packet: rtc.DataPacket) -> None:
             sender = packet.participant.identity if packet.participant else None
+            if chat_topic is not None and packet.topic == lk_chat.LEGACY_TOPIC:
+                legacy = lk_chat.legacy_message(packet.data)
+                if legacy is not None:  # an old client's chat (no text streams)
+                    data = lk_chat.chat_message(legacy[1], legacy[0])
+                    sink.on_packet(Packet(sender=sender, topic=chat_topic, data=data))
+                return
             sink.on_packet(Packet(sender=sender, topic=packet.topic or "", data=packet.data))
+
+        def on_chat_stream(reader: rtc.TextStreamReader, identity: str) -> None:
+            async def read() -> None:
+                text = await reader.read_all()
+                data = lk_chat.chat_message(text, reader.info.stream_id)
+                sink.on_packet(Packet(sender=identity, topic=chat_topic or "", data=data))
+
+            supervise(read(), name="lk.chat stream")
+
+        if chat_topic is not None:
+            self._room.register_text_stream_handler(lk_chat.CHAT_TOPIC, on_chat_stream)
 
         def on_left(participant: rtc.RemoteParticipant) -> None:
             # While the bot reconnects, the SDK reports everyone as gone: that is not
@@ -69,6 +102,29 @@ class RoomTransport:
         await self._room.local_participant.publish_data(
             payload, reliable=True, destination_identities=[identity], topic=topic
         )
+        if self._lk_chat_topic is not None:
+            await self.mirror.sent(identity, payload)
+
+    async def _open_transcription(
+        self, identity: str, attributes: dict[str, str]
+    ) -> rtc.TextStreamWriter:
+        return await self._room.local_participant.stream_text(
+            destination_identities=[identity],
+            topic=lk_chat.TRANSCRIPTION_TOPIC,
+            attributes=attributes,
+        )
+
+    def _want_state(self, state: str) -> None:
+        """`lk.agent.state` follows the mirror's; one update in flight at a time, the
+        last wanted state wins."""
+        if self._state_task is None or self._state_task.done():
+            self._state_task = supervise(self._publish_state(), name="lk.agent.state")
+
+    async def _publish_state(self) -> None:
+        published = None
+        while published != self.mirror.state and self._room.isconnected():
+            published = self.mirror.state
+            await self._room.local_participant.set_attributes({lk_chat.AGENT_STATE: published})
 
     def peers(self) -> list[Peer]:
         return [
