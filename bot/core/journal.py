@@ -17,10 +17,12 @@ import logging
 import os
 import secrets
 import socket
+import time
 from typing import Any
 
 from ..store import Changes, ConversationKey, Lease, SeenId, SentRecord, Store
 from ..store.model import now_ms
+from . import metrics
 from .tasks import supervise
 
 log = logging.getLogger(__name__)
@@ -92,12 +94,15 @@ class Journal:
                 batch, self._pending = self._pending, Changes()
                 for attempt, wait in enumerate((*RETRY_S, None)):
                     try:
+                        started = time.perf_counter()
                         await self.store.apply(self.key, batch)
+                        metrics.STORE_WRITE.observe(time.perf_counter() - started)
                         self.writes += 1
                         break
                     except Exception as e:
                         if wait is None:
                             self.failed += 1
+                            metrics.STORE_FAILURES.inc()
                             log.error(
                                 "store write failed %d times, batch dropped: %s", attempt + 1, e
                             )

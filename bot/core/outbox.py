@@ -12,6 +12,7 @@ from ..protocol.chunking import split
 from ..protocol.codec import encode
 from ..protocol.outbound import BotEnvelope
 from ..store import SentRecord
+from . import metrics
 from .clock import now_ms
 from .journal import Journal
 from .tasks import supervise
@@ -136,6 +137,7 @@ class Outbox:
         text = encode(stamped)
         sent = _Sent(self._seq, stamped.id, topic, text, len(text.encode()))
         self._keep(sent)
+        metrics.observe_sent(stamped)
         if self._journal is not None:
             self._journal.sent(SentRecord(sent.seq, sent.id, topic, text))
         self._enqueue(sent)

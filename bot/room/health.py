@@ -1,11 +1,15 @@
 """The worker's HTTP port (BOT_HTTP_PORT): `GET /` answers 200 while the worker runs
-(for a load balancer or an orchestrator's liveness probe), `GET /worker` its rooms."""
+(for a load balancer or an orchestrator's liveness probe), `GET /worker` its rooms,
+`GET /metrics` Prometheus metrics (`core/metrics.py`, docs/operations.md)."""
 
 from __future__ import annotations
 
 from typing import Protocol
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ..core import metrics
 
 
 class Rooms(Protocol):
@@ -25,10 +29,15 @@ class HealthServer:
         load, rooms, full = self._rooms.status()
         return web.json_response({"rooms": rooms, "load": load, "full": full})
 
+    async def _metrics(self, _request: web.Request) -> web.Response:
+        body = generate_latest(metrics.REGISTRY)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
     async def start(self, host: str, port: int) -> None:
         app = web.Application()
         app.router.add_get("/", self._health)
         app.router.add_get("/worker", self._worker)
+        app.router.add_get("/metrics", self._metrics)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)

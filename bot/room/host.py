@@ -25,6 +25,7 @@ from livekit import rtc
 from livekit.protocol import agent
 
 from ..config import Settings
+from ..core import metrics
 from ..core.dispatcher import Dispatcher
 from ..core.tasks import supervise
 from ..llm.endpoint import build_llm
@@ -73,6 +74,7 @@ class BotInRoom:
         self._liveness = liveness
         self._left = asyncio.Event()
         self._why = ""
+        self.dispatcher: Dispatcher | None = None
 
     def leave(self, why: str) -> None:
         if not self._left.is_set():
@@ -93,6 +95,7 @@ class BotInRoom:
             store=self._store,
             room=self.job.room.name,
         )
+        self.dispatcher = dispatcher
         transport.attach(dispatcher)  # before connect: no packet arrives unseen
         room.on("disconnected", lambda reason: self.leave(f"disconnected ({reason})"))
         since = time.time_ns()
@@ -157,14 +160,26 @@ class RoomHost:
     rooms: dict[str, BotInRoom] = field(default_factory=dict)  # job id -> bot
     _tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     _offered: dict[str, tuple[str, float]] = field(default_factory=dict)  # job -> (room, when)
+    _load: RoomLoad = field(init=False)
+    _joining: asyncio.Semaphore = field(init=False)
 
     def __post_init__(self) -> None:
+        self._load = RoomLoad(self.settings.max_rooms, self.settings.livekit_target_load)
         ffi_routing.install()
         # WebRTC setup is CPU-bound: a burst joined all at once thrashed (connects past
         # their timeouts, retried; 20–60 s of CPU for 50 rooms, rooms lost); a few at a
         # time, each is quick (bench/burst.py, docs/performance.md)
         self._joining = asyncio.Semaphore(self.settings.join_concurrency)
-        self._load = RoomLoad(self.settings.max_rooms, self.settings.livekit_target_load)
+        metrics.read_rooms_from(self._counts)
+
+    def _counts(self) -> tuple[int, int, int, float]:
+        convs = [
+            c
+            for b in self.rooms.values()
+            if b.dispatcher
+            for c in b.dispatcher.conversations.values()
+        ]
+        return len(self.rooms), len(convs), sum(c.turns.queued for c in convs), self.status()[0]
 
     def _taken(self) -> int:
         now = time.monotonic()

@@ -96,7 +96,9 @@ async def _serve(settings: Settings, *, dev: bool, ready_file: Path | None) -> N
     )
     host.link = link
     health = HealthServer(host)
-    await health.start("127.0.0.1" if dev else "0.0.0.0", 0 if dev else settings.http_port)
+    http_host = "127.0.0.1" if dev else "0.0.0.0"
+    await health.start(http_host, 0 if dev else settings.http_port)
+    log.info("HTTP on port %d: GET / (health), /worker, /metrics (Prometheus)", health.port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
