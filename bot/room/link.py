@@ -31,6 +31,7 @@ from livekit import api
 from livekit.protocol import agent, models
 
 from .. import __version__
+from ..core.tasks import supervise
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +199,7 @@ class WorkerLink:
                 )
             self.report(force=True)
             self._on_registered(self.worker_id)
-            status = asyncio.create_task(self._status_loop())
+            status = supervise(self._status_loop(), name="worker status")
             try:
                 async for raw in ws:
                     if raw.type != aiohttp.WSMsgType.BINARY:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
@@ -55,6 +56,14 @@ def settings_for(lk: livekit_server.DevServer, agent_name: str = "") -> Settings
         livekit_api_secret=lk.api_secret,
         agent_name=agent_name,
     )
+
+
+@pytest.fixture
+async def clients() -> AsyncIterator[list[BotClient]]:
+    """Clients a test makes itself; all disconnected after it."""
+    made: list[BotClient] = []
+    yield made
+    await asyncio.gather(*(c.disconnect() for c in made), return_exceptions=True)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -32,13 +32,6 @@ def lk2() -> Iterator[DevServer]:
     server = livekit_server.start()
     yield server
     server.stop()
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[list[BotClient]]:
-    made: list[BotClient] = []
-    yield made
-    await asyncio.gather(*(c.disconnect() for c in made), return_exceptions=True)
 
 
 async def _join(lk: DevServer, room: str, identity: str, made: list[BotClient]) -> BotClient:

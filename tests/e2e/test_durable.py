@@ -5,11 +5,10 @@ sharing Redis, one killed, the other continuing. On a livekit-server of their ow
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,13 +30,6 @@ def lk3() -> Iterator[DevServer]:
     server = livekit_server.start()
     yield server
     server.stop()
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[list[BotClient]]:
-    made: list[BotClient] = []
-    yield made
-    await asyncio.gather(*(c.disconnect() for c in made), return_exceptions=True)
 
 
 def _store(kind: str, request: pytest.FixtureRequest) -> str:
