@@ -23,6 +23,7 @@ each sender privately. Settings come from the environment and `.env` (see README
 
   python -m bot up                       local server + bot, ready to chat
   python -m bot chat --room demo --identity me
+  python -m bot web                      the chat page and token endpoint (`up` has them)
   python -m bot start                    production worker (needs LIVEKIT_* and an LLM)
 """
 
@@ -103,6 +104,26 @@ def cmd_token(args: argparse.Namespace) -> int:
     print(
         mint_token(settings, room=args.room, identity=args.identity, name=args.name, ttl=args.ttl)
     )
+    return 0
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    settings = _client_settings()
+    if args.port is not None:
+        settings = settings.model_copy(update={"web_port": args.port})
+    setup_logging(settings.log_level)
+    from .web.server import WebServer
+
+    async def run() -> None:
+        page = WebServer(settings)
+        url = await page.start()
+        print(f"chat page on {url}  (token endpoint: {url}token)", flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await page.stop()
+
+    asyncio.run(run())
     return 0
 
 
@@ -245,6 +266,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--send", metavar="TEXT", help="send one message, print the reply, exit")
     p.add_argument("--topic", help="data topic (default: the first of BOT_TOPICS)")
     p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser(
+        "web",
+        help="serve the chat page and a token endpoint",
+        description="Serve the chat page (GET /) and a LiveKit-style token endpoint "
+        "(POST /token {room_name, participant_identity}) on BOT_WEB_HOST:BOT_WEB_PORT, "
+        "for the configured LiveKit server (or the one `up` started). `up` already "
+        "does this; use it next to `start`. Hands a token to anyone who asks: for local "
+        "use and demos.",
+    )
+    p.add_argument("--port", type=int, help="port (default BOT_WEB_PORT, 8080; 0: any free)")
+    p.set_defaults(func=cmd_web)
 
     p = sub.add_parser(
         "token",

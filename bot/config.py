@@ -96,6 +96,14 @@ class Settings(BaseSettings):
     # LiveKit's own chat UIs (lk.chat in, lk.transcription out, lk.agent.state).
     lk_chat: bool = True
 
+    # The chat page and LiveKit-style token endpoint (`bot up`, `bot web`).
+    web_host: str = "127.0.0.1"
+    web_port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    token_ttl: Annotated[float, Field(ge=60)] = 3600.0  # seconds a token from /token is valid
+    web_cors_origin: str = ""  # another origin allowed to call /token ("*": any); empty: none
+    # let clients set their own attributes (lkbot.client: the bot sees them join at once)
+    token_can_update_metadata: bool = True
+
     # The worker process.
     http_port: Annotated[int, Field(ge=0, le=65535)] = 8081
     # Capacity: the worker's load is its rooms against this, never the box's CPU.

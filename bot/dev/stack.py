@@ -1,8 +1,9 @@
 """`python -m bot up`: everything needed for a first conversation on this machine.
 
 With no LIVEKIT_URL, a loopback livekit-server is started; with no LLM endpoint, the
-offline local model answers (see bot.llm.local). Connection details for
-`python -m bot chat` and `token` are written to .tools/dev.env.
+offline local model answers (see bot.llm.local). The chat page and token endpoint
+(bot.web) are served on BOT_WEB_PORT. Connection details for `python -m bot chat`,
+`token` and `web` are written to .tools/dev.env.
 """
 
 from __future__ import annotations
@@ -57,11 +58,19 @@ async def up(ready_file: Path | None) -> None:
                     "livekit_api_secret": server.api_secret,
                 }
             )
+        from ..web.server import WebServer
+
+        page = WebServer(settings)
+        url = await page.start()
         log.info(
             "chat with it from another terminal:  make chat   (or: .venv/bin/python -m bot "
             "chat --room demo --identity me)"
         )
-        await serve(settings, dev=True, ready_file=ready_file)
+        log.info("or open the chat page:  %s   (React example: %sreact)", url, url)
+        try:
+            await serve(settings, dev=True, ready_file=ready_file)
+        finally:
+            await page.stop()
     finally:
         if server is not None:
             server.stop()

@@ -124,6 +124,8 @@ class BotInRoom:
                 attributes[lk_chat.AGENT_STATE] = transport.mirror.state
             await room.local_participant.set_attributes(attributes)
             guard.check()
+            if room.remote_participants:  # they found us before our attributes: greet
+                transport.greet()
 
             # A restarted livekit-server has forgotten them: without them clients no
             # longer recognise the bot (and drop its packets as forged).
@@ -142,6 +144,7 @@ class BotInRoom:
             await self._left.wait()
         finally:
             # running turns end first, and their turn.end still reaches each sender
+            transport.close()
             await dispatcher.aclose()
             with contextlib.suppress(Exception):
                 await room.disconnect()

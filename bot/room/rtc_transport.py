@@ -26,6 +26,13 @@ _KIND_NAMES = {
 # After the bot's own connection came back: how long people get to be announced again
 # (non-publishers come in 3 s batches) before those still missing count as gone.
 REJOIN_GRACE_S = 20.0
+# LiveKit's useAgent (components-react 2.9) reads the agent's state only from attribute
+# change events (and only the changed keys) after it found the agent: a client that
+# finds the bot with `lk.agent.state` already set never sees it, and fails after 20 s
+# ("did not complete initializing"). So when someone joins, the bot moves its state
+# through `initializing` back to what it was: at once, and once more this much later
+# (the page may subscribe to the agent's events after the first change arrived).
+GREET_AGAIN_S = 2.0
 
 
 class RoomTransport:
@@ -43,6 +50,7 @@ class RoomTransport:
         self._away = False  # our connection is being re-established
         self._lk_chat_topic = lk_chat_topic
         self._state_task: asyncio.Task[None] | None = None
+        self._greet_again: asyncio.TimerHandle | None = None
         self.mirror = TranscriptionMirror(self._open_transcription, self._want_state)
 
     def attach(self, sink: PacketSink) -> None:
@@ -71,6 +79,7 @@ class RoomTransport:
 
         if chat_topic is not None:
             self._room.register_text_stream_handler(lk_chat.CHAT_TOPIC, on_chat_stream)
+            self._room.on("participant_connected", lambda _p: self.greet())
 
         def on_left(participant: rtc.RemoteParticipant) -> None:
             # While the bot reconnects, the SDK reports everyone as gone: that is not
@@ -113,6 +122,33 @@ class RoomTransport:
             topic=lk_chat.TRANSCRIPTION_TOPIC,
             attributes=attributes,
         )
+
+    def greet(self) -> None:
+        """Re-announce `lk.agent.state` now and again GREET_AGAIN_S later (see above)."""
+        if self._lk_chat_topic is None:
+            return
+        self._publish_greeting()
+        if self._greet_again is None:
+
+            def again() -> None:
+                self._greet_again = None
+                self._publish_greeting()
+
+            self._greet_again = asyncio.get_running_loop().call_later(GREET_AGAIN_S, again)
+
+    def _publish_greeting(self) -> None:
+        if not self._room.isconnected():
+            return
+        supervise(self._greeting(), name="greet")
+
+    async def _greeting(self) -> None:
+        # ends with the state as it is then, whatever other updates interleave
+        await self._room.local_participant.set_attributes({lk_chat.AGENT_STATE: "initializing"})
+        await self._room.local_participant.set_attributes({lk_chat.AGENT_STATE: self.mirror.state})
+
+    def close(self) -> None:
+        if self._greet_again is not None:
+            self._greet_again.cancel()
 
     def _want_state(self, state: str) -> None:
         """`lk.agent.state` follows the mirror's; one update in flight at a time, the

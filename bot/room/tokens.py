@@ -16,6 +16,7 @@ def mint_token(
     identity: str,
     name: str = "",
     ttl: timedelta = timedelta(hours=6),
+    can_update_metadata: bool = True,
 ) -> str:
     """Join `room`, publish data, subscribe; no media publishing, no admin rights.
 
@@ -29,7 +30,7 @@ def mint_token(
         can_subscribe=True,
         # lets the client announce itself at once by setting an attribute: the
         # server batches join announcements of non-publishers for up to 3 s
-        can_update_own_metadata=True,
+        can_update_own_metadata=can_update_metadata,
     )
     token = (
         api.AccessToken(settings.livekit_api_key, settings.livekit_api_secret)

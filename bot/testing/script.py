@@ -9,7 +9,8 @@ A user message that starts with `!` followed by a JSON object is a script:
     !{"status": 500}                        fail with this HTTP status
     !{"delay": 2.5}                         wait before the first byte
     !{"stall": true}                        send one token, then hang
-    !{"long": 40000}                        a reply of this many characters
+    !{"long": 40000}                        a reply of this many characters (also
+                                            after tools: {"tool": ..., "long": n})
     !{"tokens": 100, "ttft_ms": 300, "tps": 50}   a timed profile (benchmarks)
     !{"chunk": 5}                           characters per streamed chunk
     !{"usage": false}                       no token usage in the stream
@@ -114,14 +115,13 @@ def plan_for(messages: list[dict[str, Any]], defaults: dict[str, Any]) -> Plan:
                 plan.text = str(opts["say"])
             return plan
         calls_done += len(step)
-    if steps:
+    if steps and "long" not in opts:
         summary = "; ".join(_text_of(m) for m in tool_outputs)
         plan.text = str(opts.get("then", f"Tool results: {summary}"))
     elif "say" in opts:
         plan.text = str(opts["say"])
     elif "long" in opts:
-        n = int(opts["long"])
-        plan.text = ("0123456789abcdefghijklmnopqrstuvwxyz\u00e9\u4e2d " * (n // 39 + 1))[:n]
+        plan.text = long_text(int(opts["long"]))
     elif "tokens" in opts:
         plan.text = " ".join(WORDS[i % len(WORDS)] for i in range(int(opts["tokens"])))
     elif script is None:
@@ -129,6 +129,11 @@ def plan_for(messages: list[dict[str, Any]], defaults: dict[str, Any]) -> Plan:
     if plan.stall and not plan.text:
         plan.text = "Thinking"  # something to stream before the hang
     return plan
+
+
+def long_text(n: int) -> str:
+    """n characters, some of them multi-byte (the web tests build the same text)."""
+    return ("0123456789abcdefghijklmnopqrstuvwxyz\u00e9\u4e2d " * (n // 39 + 1))[:n]
 
 
 def split_text(text: str, chunk_chars: int) -> list[str]:

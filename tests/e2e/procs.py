@@ -80,3 +80,21 @@ def start_worker(lk: DevServer, llm_url: str | None, **settings: str) -> Proc:
     proc = _spawn([sys.executable, "-m", "bot", "start", "--ready-file", str(ready)], env, "worker")
     wait_until(ready.exists, proc.process, proc.log, what="worker", timeout=120)
     return proc
+
+
+def start_web(lk: DevServer, **settings: str) -> tuple[Proc, str]:
+    """`python -m bot web --port 0` (the chat page and token endpoint); its URL."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "OPENAI_"))}
+    env.update(
+        LIVEKIT_URL=lk.url,
+        LIVEKIT_API_KEY=lk.api_key,
+        LIVEKIT_API_SECRET=lk.api_secret,
+        PYTHONPATH=str(ROOT),
+    )
+    env.update({f"BOT_{k.upper()}": v for k, v in settings.items()})
+    proc = _spawn([sys.executable, "-m", "bot", "web", "--port", "0"], env, "web")
+    wait_until(
+        lambda: "chat page on " in proc.text(), proc.process, proc.log, what="web", timeout=60
+    )
+    url = proc.text().split("chat page on ", 1)[1].split()[0]
+    return proc, url

@@ -1,0 +1,1 @@
+"""The chat page and the LiveKit-style token endpoint (`bot up`, `bot web`)."""

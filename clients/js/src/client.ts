@@ -1,0 +1,461 @@
+/**
+ * The lkbot protocol over a livekit-client `Room`: finds the bot, handshakes until
+ * `session.ready`, sends messages (chunked when large), reassembles the bot's chunks,
+ * drops replays and anything not sent by the bot, and hands out turns.
+ */
+import {
+  ParticipantKind,
+  Room,
+  RoomEvent,
+  type RemoteParticipant,
+  type RoomConnectOptions,
+} from "livekit-client";
+import { Reassembler, byteLength, split } from "./chunks.js";
+import type {
+  Ack,
+  BotMessage,
+  Error as BotError,
+  HistoryPage,
+  Pong,
+  SessionReady,
+} from "./generated/bot.js";
+import type {
+  ChatCancel,
+  ChatMessage,
+  ClientInfo,
+  ClientMessage,
+  HistoryGet,
+  SessionHello,
+} from "./generated/client.js";
+import { Turn } from "./turn.js";
+
+export const PROTOCOL_ATTRIBUTE = "lkbot.protocol";
+export const CLIENT_ATTRIBUTE = "lkbot.client";
+export const AGENT_NAME_ATTRIBUTE = "lk.agent.name";
+const DIRECT = new Set(["ack", "session.ready", "history.page", "pong", "error"]);
+
+export interface LkbotClientOptions {
+  /** The data topic the bot listens on (`BOT_TOPICS`). Default "lkbot". */
+  topic?: string;
+  /** Talk only to a bot with this `lk.agent.name` (explicit dispatch). Default: any. */
+  agentName?: string;
+  /** Sent in `session.hello`. */
+  client?: ClientInfo;
+  /** How long to wait for the bot to join, and then for `session.ready`. Default 30 s. */
+  timeoutMs?: number;
+  /** Largest packet sent before `session.ready` tells the bot's limit. Default 15000. */
+  maxPacket?: number;
+}
+
+type Body<T extends ClientMessage> = T extends unknown
+  ? Omit<T, "v" | "id"> & { id?: string }
+  : never;
+type Answer = Exclude<BotMessage, { type: `turn.${string}` } | { type: "chunk" }>;
+
+/** The bot refused a request with an `error` message (its `code` says why). */
+export class LkbotError extends Error {
+  constructor(readonly answer: BotError) {
+    super(`${answer.code}: ${answer.message}`);
+    this.name = "LkbotError";
+  }
+  get code(): BotError["code"] {
+    return this.answer.code;
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+export class LkbotClient {
+  readonly room: Room;
+  readonly topic: string;
+  /** `session.ready` of the current session (null until the handshake completed). */
+  ready: SessionReady | null = null;
+  /** The bot's identity, once found. */
+  botIdentity: string | null = null;
+  /** The end of the unbroken run of seqs received: what a resume asks for. */
+  lastSeq = 0;
+  /** Every message the bot sent us, in order (after reassembly and replay removal). */
+  readonly messages: BotMessage[] = [];
+  /** Called for every message from the bot. */
+  onMessage: ((msg: BotMessage) => void) | null = null;
+
+  private readonly opts: Required<Omit<LkbotClientOptions, "agentName">> & { agentName?: string };
+  private frames = new Reassembler();
+  private seen = new Set<string>();
+  private seenOrder: string[] = [];
+  private ahead = new Set<number>();
+  private answers = new Map<string, (msg: Answer) => void>();
+  private byMessage = new Map<string, Turn>();
+  private byTurn = new Map<string, Turn>();
+  private early = new Map<string, BotMessage[]>(); // turn events before their ack
+  private counter = 0;
+  private readonly prefix = Math.random().toString(36).slice(2, 8);
+  private closed = false;
+
+  constructor(room: Room, options: LkbotClientOptions = {}) {
+    this.room = room;
+    this.topic = options.topic ?? "lkbot";
+    this.opts = {
+      topic: this.topic,
+      client: options.client ?? { name: "lkbot-js", version: "1.0.0" },
+      timeoutMs: options.timeoutMs ?? 30_000,
+      maxPacket: options.maxPacket ?? 15_000,
+      ...(options.agentName !== undefined ? { agentName: options.agentName } : {}),
+    };
+    room.on(RoomEvent.DataReceived, this.onData);
+    room.on(RoomEvent.Reconnected, this.onReconnected);
+    room.on(RoomEvent.ParticipantDisconnected, this.onLeft);
+    room.on(RoomEvent.Disconnected, this.onDisconnected);
+  }
+
+  /** Joins the room (data only), waits for the bot and handshakes. */
+  static async connect(
+    url: string,
+    token: string,
+    options: LkbotClientOptions & { connect?: RoomConnectOptions } = {},
+  ): Promise<LkbotClient> {
+    const room = new Room();
+    await room.connect(url, token, { autoSubscribe: false, ...options.connect });
+    const client = new LkbotClient(room, options);
+    try {
+      await client.start();
+    } catch (e) {
+      await room.disconnect();
+      throw e;
+    }
+    return client;
+  }
+
+  /** On a room you connected yourself: announce, wait for the bot, handshake. */
+  async start(): Promise<SessionReady> {
+    await this.announce();
+    this.botIdentity = await this.waitForBot();
+    return this.handshake(false);
+  }
+
+  async disconnect(): Promise<void> {
+    await this.room.disconnect();
+  }
+
+  // -- requests --
+
+  /** Sends a chat message; the returned turn streams the answer. */
+  send(text: string, options: Omit<Body<ChatMessage>, "type" | "text"> = {}): Turn {
+    const id = options.id ?? this.newId();
+    const turn = new Turn(id, async (t) => {
+      await this.cancel(t.id ?? undefined);
+    });
+    this.byMessage.set(id, turn);
+    this.post<ChatMessage>({ ...options, id, type: "chat.message", text }).catch((e) => {
+      this.byMessage.delete(id);
+      turn._abort(e);
+    });
+    return turn;
+  }
+
+  /** Cancels a turn (default: the running one). Resolves with the bot's ack. */
+  async cancel(turn?: string): Promise<Ack> {
+    const body: Body<ChatCancel> = { type: "chat.cancel", ...(turn ? { turn } : {}) };
+    return (await this.request(body)) as Ack;
+  }
+
+  /** A page of this user's history, newest last. */
+  async history(options: Omit<Body<HistoryGet>, "type"> = {}): Promise<HistoryPage> {
+    return (await this.request({ type: "history.get", ...options })) as HistoryPage;
+  }
+
+  /** Forgets this user's history (and cancels what runs). */
+  async reset(): Promise<Ack> {
+    return (await this.request({ type: "history.reset" })) as Ack;
+  }
+
+  async ping(): Promise<Pong> {
+    return (await this.request({ type: "ping" })) as Pong;
+  }
+
+  /** Sends one message and waits for its direct answer; an `error` answer rejects. */
+  async request(body: Body<ClientMessage>, timeoutMs = this.opts.timeoutMs): Promise<Answer> {
+    const id = body.id ?? this.newId();
+    const answer = this.answerOf(id, timeoutMs);
+    answer.catch(() => undefined); // awaited below, unless posting fails first
+    await this.post({ ...body, id } as Body<ClientMessage> & { id: string });
+    const msg = await answer;
+    if (msg.type === "error") throw new LkbotError(msg);
+    return msg;
+  }
+
+  // -- connection --
+
+  private async announce(): Promise<void> {
+    // Joins of participants that publish nothing are announced in 3 s batches; an
+    // attribute change at once. Tokens without `canUpdateOwnMetadata` refuse it: then
+    // the handshake's resends cover the wait.
+    try {
+      await this.room.localParticipant.setAttributes({ [CLIENT_ATTRIBUTE]: "1" });
+    } catch {
+      /* not permitted: fine */
+    }
+  }
+
+  private isBot(p: RemoteParticipant | undefined): p is RemoteParticipant {
+    if (!p || p.kind !== ParticipantKind.AGENT || !(PROTOCOL_ATTRIBUTE in p.attributes)) {
+      return false;
+    }
+    const name = this.opts.agentName;
+    return name === undefined || p.attributes[AGENT_NAME_ATTRIBUTE] === name;
+  }
+
+  private findBot(): string | null {
+    for (const p of this.room.remoteParticipants.values()) {
+      if (this.isBot(p)) return p.identity;
+    }
+    return null;
+  }
+
+  /** Waits (bounded) until the bot is in the room; its identity. */
+  waitForBot(timeoutMs = this.opts.timeoutMs): Promise<string> {
+    const found = this.findBot();
+    if (found) return Promise.resolve(found);
+    return new Promise((resolve, reject) => {
+      const events = [
+        RoomEvent.ParticipantConnected,
+        RoomEvent.ParticipantAttributesChanged,
+      ] as const;
+      const check = () => {
+        const bot = this.findBot();
+        if (bot) {
+          done();
+          resolve(bot);
+        }
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new Error(`no lkbot joined the room within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const done = () => {
+        clearTimeout(timer);
+        for (const e of events) this.room.off(e, check);
+      };
+      for (const e of events) this.room.on(e, check);
+    });
+  }
+
+  /**
+   * `session.hello` until `session.ready` arrives, with backoff (250 ms doubling to
+   * 4 s), bounded by the timeout. A packet sent just after joining can reach the bot
+   * before it has seen us join; it cannot be answered, so each try has a new id.
+   */
+  private async handshake(resume: boolean): Promise<SessionReady> {
+    const deadline = Date.now() + this.opts.timeoutMs;
+    let wait = 250;
+    for (;;) {
+      if (this.closed) throw new Error("disconnected");
+      const body: Body<SessionHello> = { type: "session.hello", client: this.opts.client };
+      if (resume) body.resume = { last_seq: this.lastSeq };
+      let answer: Answer | null = null;
+      try {
+        const id = this.newId();
+        const pending = this.answerOf(id, wait);
+        pending.catch(() => undefined);
+        await this.post({ ...body, id });
+        answer = await pending;
+      } catch {
+        if (Date.now() + wait > deadline) throw new Error("the bot did not answer session.hello");
+        await sleep(Math.min(wait, 250));
+        wait = Math.min(wait * 2, 4000);
+        continue;
+      }
+      if (answer.type === "session.ready") {
+        this.ready = answer;
+        return answer;
+      }
+      if (resume && answer.type === "error" && answer.code === "resume_gap") {
+        // what we missed is gone: start from what comes next (history.get has it all)
+        resume = false;
+        this.lastSeq = 0;
+        this.ahead.clear();
+        continue;
+      }
+      throw new LkbotError(answer as BotError);
+    }
+  }
+
+  private onReconnected = (): void => {
+    // LiveKit drops what is published while a connection is re-established
+    if (!this.ready) return;
+    void this.announce()
+      .then(() => this.handshake(true))
+      .catch(() => undefined);
+  };
+
+  private onLeft = (p: RemoteParticipant): void => {
+    if (p.identity !== this.botIdentity || this.closed) return;
+    // the bot left (its worker stopped): the next one continues the stored conversation
+    this.ready = null;
+    this.botIdentity = null;
+    void this.waitForBot()
+      .then((bot) => {
+        this.botIdentity = bot;
+        return this.handshake(this.lastSeq > 0);
+      })
+      .catch(() => undefined);
+  };
+
+  private onDisconnected = (): void => {
+    this.closed = true;
+    const reason = new Error("disconnected from the room");
+    for (const turn of new Set([...this.byMessage.values(), ...this.byTurn.values()])) {
+      turn._abort(reason);
+    }
+    this.byMessage.clear();
+    this.byTurn.clear();
+  };
+
+  // -- sending --
+
+  private newId(): string {
+    return `${this.prefix}-${++this.counter}`;
+  }
+
+  private async post<T extends ClientMessage>(body: Body<T> & { id: string }): Promise<void> {
+    const bot = this.botIdentity ?? this.findBot();
+    if (!bot) throw new Error("the bot is not in the room");
+    const text = JSON.stringify({ v: 1, ...body });
+    const maxPacket = this.ready?.limits.max_packet ?? this.opts.maxPacket;
+    const frames = byteLength(text) <= maxPacket ? [text] : split(text, body.id, maxPacket);
+    const encoder = new TextEncoder();
+    for (const frame of frames) {
+      await this.room.localParticipant.publishData(encoder.encode(frame), {
+        reliable: true,
+        destinationIdentities: [bot],
+        topic: this.topic,
+      });
+    }
+  }
+
+  private answerOf(id: string, timeoutMs: number): Promise<Answer> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.answers.delete(id);
+        reject(new Error(`no answer to ${id} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.answers.set(id, (msg) => {
+        clearTimeout(timer);
+        this.answers.delete(id);
+        resolve(msg);
+      });
+    });
+  }
+
+  // -- receiving --
+
+  private onData = (
+    payload: Uint8Array,
+    participant?: RemoteParticipant,
+    _kind?: unknown,
+    topic?: string,
+  ): void => {
+    // anyone in the room can publish on this topic: take only the bot's packets
+    if (topic !== this.topic || !this.isBot(participant)) return;
+    let msg: BotMessage;
+    try {
+      msg = JSON.parse(new TextDecoder().decode(payload)) as BotMessage;
+      if (msg.type === "chunk") {
+        const whole = this.frames.feed(msg);
+        if (whole === null) return;
+        msg = JSON.parse(whole) as BotMessage;
+      }
+    } catch {
+      return; // not JSON: not from a bot speaking this protocol
+    }
+    if (msg.id) {
+      if (this.seen.has(msg.id)) return; // a replay (resume) of what we have
+      this.remember(msg.id);
+    }
+    if ("seq" in msg) this.track(msg.seq);
+    this.messages.push(msg);
+    this.onMessage?.(msg);
+    this.route(msg);
+  };
+
+  private remember(id: string): void {
+    this.seen.add(id);
+    this.seenOrder.push(id);
+    if (this.seenOrder.length > 4096) this.seen.delete(this.seenOrder.shift()!);
+  }
+
+  private track(seq: number): void {
+    if (!seq) return;
+    if (this.lastSeq === 0 && this.ahead.size === 0) this.lastSeq = seq - 1;
+    if (seq === this.lastSeq + 1) {
+      this.lastSeq = seq;
+      while (this.ahead.delete(this.lastSeq + 1)) this.lastSeq += 1;
+    } else if (seq > this.lastSeq + 1) {
+      this.ahead.add(seq);
+    }
+  }
+
+  private route(msg: BotMessage): void {
+    if (DIRECT.has(msg.type)) {
+      const answer = msg as Answer;
+      const to = answer.reply_to;
+      if (!to) return;
+      this.answers.get(to)?.(answer);
+      const turn = this.byMessage.get(to);
+      if (!turn) return;
+      this.byMessage.delete(to);
+      if (answer.type === "error") turn._refused(answer);
+      else if (answer.type === "ack" && answer.turn) {
+        if (answer.status === "duplicate" && this.byTurn.has(answer.turn)) return;
+        turn.id = answer.turn;
+        this.byTurn.set(answer.turn, turn);
+        for (const early of this.early.get(answer.turn) ?? []) this.toTurn(turn, early);
+        this.early.delete(answer.turn);
+      }
+      return;
+    }
+    if (!("turn" in msg) || typeof msg.turn !== "string") return;
+    const turn = this.byTurn.get(msg.turn);
+    if (turn) this.toTurn(turn, msg);
+    else {
+      const list = this.early.get(msg.turn) ?? [];
+      if (list.length < 1024) list.push(msg);
+      this.early.set(msg.turn, list);
+      if (this.early.size > 64) this.early.delete(this.early.keys().next().value!);
+    }
+  }
+
+  private toTurn(turn: Turn, msg: BotMessage): void {
+    switch (msg.type) {
+      case "turn.start":
+        turn._emit({ type: "start", turn: msg.turn });
+        break;
+      case "turn.status":
+        turn._emit({ type: "status", state: msg.state });
+        break;
+      case "turn.delta":
+        turn._emit({ type: "delta", text: msg.text });
+        break;
+      case "turn.tool_call":
+        turn._toolCall(msg);
+        break;
+      case "turn.tool_result":
+        turn._emit({
+          type: "toolResult",
+          callId: msg.call_id,
+          status: msg.status,
+          output: msg.output ?? null,
+        });
+        break;
+      case "turn.reply":
+        turn._emit({ type: "reply", text: msg.text });
+        break;
+      case "turn.end":
+        this.byTurn.delete(msg.turn);
+        turn._end(msg);
+        break;
+    }
+  }
+}
