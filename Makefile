@@ -6,10 +6,11 @@ PY := .venv/bin/python
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-setup:  ## create .venv, install the bot, dev tools and local model; build livekit-server
+setup:  ## create .venv, install the bot, dev tools and local model; build livekit-server, the web client and page
 	@scripts/setup.sh
 	@scripts/install-livekit-server.sh
 	@scripts/install-redis.sh
+	@scripts/install-web.sh
 
 run: setup  ## start a local livekit-server and the bot (local model unless an LLM is set)
 	$(PY) -m bot up
@@ -22,7 +23,8 @@ lint: setup  ## ruff format check, ruff lint, mypy strict
 	$(PY) -m ruff check bot tests bench
 	$(PY) -m mypy
 
-test: lint  ## every check and every test: unit and end-to-end (real livekit-server)
+test: lint  ## every check and every test: unit, end-to-end (real livekit-server) and browser (Chromium)
+	@scripts/install-web.sh --browser
 	$(PY) -m pytest
 
 test-fast: setup  ## unit tests only (no livekit-server)

@@ -41,7 +41,7 @@ def pages(lk: DevServer, worker: Proc) -> Iterator[dict[str, str]]:
     if missing:
         pytest.fail(f"missing {', '.join(missing)}: run scripts/install-web.sh (make test does)")
     default, url = start_web(lk)
-    bare, bare_url = start_web(lk, token_can_update_metadata="false")
+    bare, bare_url = start_web(lk, token_can_update_metadata="false", web_cors_origin="*")
     yield {"LKBOT_WEB_URL": url, "LKBOT_WEB_URL_NO_METADATA": bare_url}
     default.stop()
     bare.stop()

@@ -6,6 +6,7 @@
 //   CHROMIUM                   the browser (default /usr/bin/chromium)
 import * as esbuild from "esbuild";
 import puppeteer from "puppeteer-core";
+import http from "node:http";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -71,22 +72,26 @@ export async function bundle(source) {
 }
 
 /**
- * Opens `url` (on the page server's origin, so /token is same-origin) with `js` as its
- * only script: the request is answered by the test, not the server.
+ * Serves a page whose only script is `js` from a server of its own (another origin
+ * than the page server's: its /token is reached with CORS, as from an app's own site),
+ * and opens it. Returns the page's URL. (Puppeteer's request interception would be
+ * simpler, but it breaks CORS preflights, and livekit-client's connect makes some.)
  */
-export async function openScript(page, url, js) {
-  await page.setRequestInterception(true);
-  page.on("request", (req) => {
-    if (req.url() === url) {
-      return req.respond({
-        contentType: "text/html",
-        body: `<!doctype html><meta charset="utf-8"><body><script type="module" src="${url}.js"></script></body>`,
-      });
+export async function openScript(page, js) {
+  const server = http.createServer((req, res) => {
+    if (req.url === "/app.js") {
+      res.writeHead(200, { "Content-Type": "text/javascript" });
+      return res.end(js);
     }
-    if (req.url() === `${url}.js`) return req.respond({ contentType: "text/javascript", body: js });
-    return req.continue();
+    res.writeHead(200, { "Content-Type": "text/html" });
+    res.end('<!doctype html><meta charset="utf-8"><link rel="icon" href="data:,"><body><script type="module" src="/app.js"></script></body>');
   });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  page.browserContext().once("close", () => server.close());
+  page.once("close", () => server.close());
+  const url = `http://127.0.0.1:${server.address().port}/`;
   await page.goto(url);
+  return url;
 }
 
 export function unique(prefix) {
