@@ -62,13 +62,16 @@ async def up(ready_file: Path | None) -> None:
 
         page = WebServer(settings)
         url = await page.start()
-        log.info(
-            "chat with it from another terminal:  make chat   (or: .venv/bin/python -m bot "
-            "chat --room demo --identity me)"
-        )
-        log.info("or open the chat page:  %s   (React example: %sreact)", url, url)
+
+        def ready() -> None:
+            log.info(
+                "chat from another terminal:  make chat   (or: .venv/bin/python -m bot "
+                "chat --room demo --identity me)"
+            )
+            log.info("or open the chat page:  %s   (React example: %sreact)", url, url)
+
         try:
-            await serve(settings, dev=True, ready_file=ready_file)
+            await serve(settings, dev=True, ready_file=ready_file, on_ready=ready)
         finally:
             await page.stop()
     finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 from ..config import Settings
@@ -46,13 +47,20 @@ def _use_local_model(settings: Settings) -> tuple[Settings, LocalModelServer]:
     return resolved, server
 
 
-async def serve(settings: Settings, *, dev: bool, ready_file: Path | None = None) -> None:
-    """Run until SIGINT/SIGTERM, then end every room (each sender gets its turn.end)."""
+async def serve(
+    settings: Settings,
+    *,
+    dev: bool,
+    ready_file: Path | None = None,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
+    """Run until SIGINT/SIGTERM, then end every room (each sender gets its turn.end).
+    `on_ready` is called once, when the worker first registered with LiveKit."""
     local: LocalModelServer | None = None
     if settings.resolved_llm_mode() == "local":
         settings, local = await asyncio.to_thread(_use_local_model, settings)
     try:
-        await _serve(settings, dev=dev, ready_file=ready_file)
+        await _serve(settings, dev=dev, ready_file=ready_file, on_ready=on_ready)
     finally:
         if local is not None:
             local.stop()
@@ -73,18 +81,29 @@ async def _open_store(settings: Settings) -> Store:
     return store
 
 
-async def _serve(settings: Settings, *, dev: bool, ready_file: Path | None) -> None:
+async def _serve(
+    settings: Settings,
+    *,
+    dev: bool,
+    ready_file: Path | None,
+    on_ready: Callable[[], None] | None,
+) -> None:
     store = await _open_store(settings)
     registry = WorkerRegistry()
     host = RoomHost(settings, store, liveness=registry.state)
     keeper = RoomKeeper(settings, handling=host.handling, registry=registry)
+    keeper_ready = asyncio.Event()
 
     def on_registered(worker_id: str) -> None:
         how = f"agent name {settings.agent_name!r}" if settings.agent_name else "automatic dispatch"
         log.info("ready: registered with %s as %s (%s)", settings.livekit_url, worker_id, how)
         keeper.registered(worker_id)
+        first = not keeper_ready.is_set()
+        keeper_ready.set()
         if ready_file is not None:
             ready_file.write_text(worker_id)
+        if first and on_ready is not None:
+            on_ready()
 
     link = WorkerLink(
         host,
