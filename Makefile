@@ -34,6 +34,7 @@ bench: setup  ## benchmarks over a real server (~25 min); publishes docs/perform
 	$(PY) -m bench --publish
 	$(PY) -m bench.burst --publish
 	$(PY) -m bench.store --publish
+	$(PY) -m bench.idle --publish
 
 bench-quick: setup  ## a small benchmark smoke run (~1 min)
 	$(PY) -m bench --quick
