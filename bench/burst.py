@@ -31,7 +31,7 @@ from livekit import api
 from bot.client.bot_client import BotClient
 from bot.config import Settings
 from bot.dev import livekit_server
-from bot.dev.processes import stop_process, wait_until
+from bot.dev.processes import stop_process
 from bot.room.tokens import mint_token
 
 from .report import machine, publish_section
@@ -230,16 +230,8 @@ async def run(sizes: list[int], repeat: int) -> tuple[list[Burst], dict[int, Flo
     for n in sizes:
         floors[n] = f = await floor(lk, n)
         print(f"  floor, {n} bare connects: p50 {f.p50_s:.2f} s, p99 {f.p99_s:.2f} s", flush=True)
-    ready = stack.logdir / "ours.ready"
-    ours = stack.spawn(
-        ["-m", "bot", "start", "--ready-file", str(ready)],
-        "ours",
-        OPENAI_BASE_URL=stack.llm_url,
-        BOT_MODEL="scripted",
-        BOT_HTTP_PORT="0",
-    )
+    ours = stack.start_ours()
     log = stack.logdir / "ours.log"
-    wait_until(ready.exists, ours, log, what="our worker", timeout=120)
     results = []
     for n in sizes:
         for _ in range(repeat if n == max(sizes) else 1):

@@ -26,7 +26,7 @@ import psutil
 
 from bot.client.bot_client import BotClient
 from bot.config import Settings
-from bot.dev.processes import stop_process, wait_until
+from bot.dev.processes import stop_process
 from bot.room.tokens import mint_token
 
 from .burst import _drain
@@ -105,8 +105,7 @@ async def run(n: int, seconds: float) -> list[Idle]:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bench.idle", "--floor-of", str(n), "--seconds", str(seconds),
             cwd=ROOT,
-            env={**os.environ, "LIVEKIT_URL": lk.url, "LIVEKIT_API_KEY": lk.api_key,
-                 "LIVEKIT_API_SECRET": lk.api_secret},
+            env=stack.env(),
             stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
         out, _ = await proc.communicate()
@@ -115,16 +114,7 @@ async def run(n: int, seconds: float) -> list[Idle]:
         results.append(Idle("bare rtc.Room (floor)", n, **floor))
         print(f"  floor: {results[-1]}", flush=True)
 
-        ready = stack.logdir / "ours.ready"
-        ours = stack.spawn(
-            ["-m", "bot", "start", "--ready-file", str(ready)],
-            "ours",
-            OPENAI_BASE_URL=stack.llm_url,
-            BOT_MODEL="scripted",
-            BOT_HTTP_PORT="0",
-            BOT_STORE="memory",
-        )
-        wait_until(ready.exists, ours, stack.logdir / "ours.log", what="our worker", timeout=120)
+        ours = stack.start_ours(BOT_STORE="memory")
         worker = psutil.Process(ours.pid)
         await asyncio.sleep(3)
         cpu0, pss0 = await _sample(worker, seconds)

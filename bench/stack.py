@@ -52,22 +52,29 @@ class Stack:
         self.procs.append(proc)
         return proc
 
+    def start_ours(self, **env: str) -> subprocess.Popen[bytes]:
+        """Our worker (`python -m bot start`) on the scripted LLM, once registered."""
+        ready = self.logdir / "ours.ready"
+        ours = self.spawn(
+            ["-m", "bot", "start", "--ready-file", str(ready)],
+            "ours",
+            **{
+                "OPENAI_BASE_URL": self.llm_url,
+                "BOT_MODEL": "scripted",
+                "BOT_HTTP_PORT": "0",
+                **env,
+            },
+        )
+        wait_until(ready.exists, ours, self.logdir / "ours.log", what="our worker", timeout=120)
+        return ours
+
     def start_workers(self) -> None:
         common = {
             "OPENAI_BASE_URL": self.llm_url,
             "BOT_MAX_ROOMS": "1000",  # capacity is not what the sweep measures
             "BOT_LOG_LEVEL": "WARNING",
         }
-        ready = self.logdir / "ours.ready"
-        ours = self.spawn(
-            ["-m", "bot", "start", "--ready-file", str(ready)],
-            "ours",
-            BOT_AGENT_NAME=OURS_AGENT,
-            BOT_MODEL="scripted",
-            BOT_HTTP_PORT="0",
-            **common,
-        )
-        wait_until(ready.exists, ours, self.logdir / "ours.log", what="our worker", timeout=120)
+        ours = self.start_ours(BOT_AGENT_NAME=OURS_AGENT, **common)
         ready = self.logdir / "peer.ready"
         peer = self.spawn(
             ["-m", "bench.peer_agent"],

@@ -51,6 +51,7 @@ class RoomTransport:
         self._lk_chat_topic = lk_chat_topic
         self._state_task: asyncio.Task[None] | None = None
         self._greet_again: asyncio.TimerHandle | None = None
+        self._greet = False  # the state task passes through `initializing` first
         self.mirror = TranscriptionMirror(self._open_transcription, self._want_state)
 
     def attach(self, sink: PacketSink) -> None:
@@ -137,14 +138,8 @@ class RoomTransport:
             self._greet_again = asyncio.get_running_loop().call_later(GREET_AGAIN_S, again)
 
     def _publish_greeting(self) -> None:
-        if not self._room.isconnected():
-            return
-        supervise(self._greeting(), name="greet")
-
-    async def _greeting(self) -> None:
-        # ends with the state as it is then, whatever other updates interleave
-        await self._room.local_participant.set_attributes({lk_chat.AGENT_STATE: "initializing"})
-        await self._room.local_participant.set_attributes({lk_chat.AGENT_STATE: self.mirror.state})
+        self._greet = True
+        self._want_state(self.mirror.state)
 
     def close(self) -> None:
         if self._greet_again is not None:
@@ -158,8 +153,14 @@ class RoomTransport:
 
     async def _publish_state(self) -> None:
         published = None
-        while published != self.mirror.state and self._room.isconnected():
-            published = self.mirror.state
+        while self._room.isconnected():
+            if self._greet:  # someone joined: through `initializing`, then the state
+                self._greet = False
+                published = "initializing"
+            elif published != self.mirror.state:
+                published = self.mirror.state
+            else:
+                return
             await self._room.local_participant.set_attributes({lk_chat.AGENT_STATE: published})
 
     def peers(self) -> list[Peer]:

@@ -92,18 +92,17 @@ async def _serve(
     registry = WorkerRegistry()
     host = RoomHost(settings, store, liveness=registry.state)
     keeper = RoomKeeper(settings, handling=host.handling, registry=registry)
-    keeper_ready = asyncio.Event()
 
     def on_registered(worker_id: str) -> None:
+        nonlocal on_ready
         how = f"agent name {settings.agent_name!r}" if settings.agent_name else "automatic dispatch"
         log.info("ready: registered with %s as %s (%s)", settings.livekit_url, worker_id, how)
         keeper.registered(worker_id)
-        first = not keeper_ready.is_set()
-        keeper_ready.set()
         if ready_file is not None:
             ready_file.write_text(worker_id)
-        if first and on_ready is not None:
+        if on_ready is not None:  # the first registration only
             on_ready()
+            on_ready = None
 
     link = WorkerLink(
         host,

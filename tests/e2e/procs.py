@@ -53,16 +53,26 @@ def start_llm_server() -> tuple[Proc, str]:
     return proc, f"http://127.0.0.1:{port}/v1"
 
 
-def start_worker(lk: DevServer, llm_url: str | None, **settings: str) -> Proc:
-    """`python -m bot start`, as users run it, until it has registered with LiveKit.
-
-    With no `llm_url`, no LLM endpoint is configured: the local model answers."""
-    ready = Path(tempfile.mkdtemp(prefix="lkbot-ready-")) / "ready"
+def _env(lk: DevServer, **extra: str) -> dict[str, str]:
+    """This environment without the developer's BOT_/OPENAI_ settings, pointed at `lk`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "OPENAI_"))}
     env.update(
         LIVEKIT_URL=lk.url,
         LIVEKIT_API_KEY=lk.api_key,
         LIVEKIT_API_SECRET=lk.api_secret,
+        PYTHONPATH=str(ROOT),
+        **extra,
+    )
+    return env
+
+
+def start_worker(lk: DevServer, llm_url: str | None, **settings: str) -> Proc:
+    """`python -m bot start`, as users run it, until it has registered with LiveKit.
+
+    With no `llm_url`, no LLM endpoint is configured: the local model answers."""
+    ready = Path(tempfile.mkdtemp(prefix="lkbot-ready-")) / "ready"
+    env = _env(
+        lk,
         BOT_HTTP_PORT="0",
         BOT_TOOLS_MODULE="tests.tools_fixture",
         # Generous: tests stall turns on purpose and cancel or stop them; on a loaded
@@ -72,7 +82,6 @@ def start_worker(lk: DevServer, llm_url: str | None, **settings: str) -> Proc:
         BOT_LLM_RETRIES="0",
         # each worker its own conversation store, unless a test shares one (store=...)
         BOT_STORE=f"sqlite://{ready.parent}/conversations.db",
-        PYTHONPATH=str(ROOT),
     )
     if llm_url is not None:
         env.update(OPENAI_BASE_URL=llm_url, BOT_MODEL="scripted")
@@ -84,14 +93,7 @@ def start_worker(lk: DevServer, llm_url: str | None, **settings: str) -> Proc:
 
 def start_web(lk: DevServer, **settings: str) -> tuple[Proc, str]:
     """`python -m bot web --port 0` (the chat page and token endpoint); its URL."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "OPENAI_"))}
-    env.update(
-        LIVEKIT_URL=lk.url,
-        LIVEKIT_API_KEY=lk.api_key,
-        LIVEKIT_API_SECRET=lk.api_secret,
-        PYTHONPATH=str(ROOT),
-    )
-    env.update({f"BOT_{k.upper()}": v for k, v in settings.items()})
+    env = _env(lk, **{f"BOT_{k.upper()}": v for k, v in settings.items()})
     proc = _spawn([sys.executable, "-m", "bot", "web", "--port", "0"], env, "web")
     wait_until(
         lambda: "chat page on " in proc.text(), proc.process, proc.log, what="web", timeout=60

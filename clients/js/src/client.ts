@@ -32,6 +32,8 @@ import { Turn } from "./turn.js";
 export const PROTOCOL_ATTRIBUTE = "lkbot.protocol";
 export const CLIENT_ATTRIBUTE = "lkbot.client";
 export const AGENT_NAME_ATTRIBUTE = "lk.agent.name";
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
 const DIRECT = new Set(["ack", "session.ready", "history.page", "pong", "error"]);
 
 export interface LkbotClientOptions {
@@ -325,7 +327,6 @@ export class LkbotClient {
     const text = JSON.stringify({ v: 1, ...body });
     const maxPacket = this.ready?.limits.max_packet ?? this.opts.maxPacket;
     const frames = byteLength(text) <= maxPacket ? [text] : split(text, body.id, maxPacket);
-    const encoder = new TextEncoder();
     for (const frame of frames) {
       await this.room.localParticipant.publishData(encoder.encode(frame), {
         reliable: true,
@@ -361,7 +362,7 @@ export class LkbotClient {
     if (topic !== this.topic || !this.isBot(participant)) return;
     let msg: BotMessage;
     try {
-      msg = JSON.parse(new TextDecoder().decode(payload)) as BotMessage;
+      msg = JSON.parse(decoder.decode(payload)) as BotMessage;
       if (msg.type === "chunk") {
         const whole = this.frames.feed(msg);
         if (whole === null) return;
