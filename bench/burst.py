@@ -108,16 +108,20 @@ class Floor:
     sent): what joining a room costs on this box before any of our code runs."""
 
     rooms: int
+    quiet: bool  # native logs kept in Rust (as our worker runs), or livekit.rtc's defaults
     p50_s: float
     p99_s: float
     cpu_s: float
 
 
-async def _floor_connects(url: str, key: str, secret: str, n: int) -> dict[str, float]:
+async def _floor_connects(url: str, key: str, secret: str, n: int, quiet: bool) -> dict[str, float]:
     from livekit import rtc
 
+    from bot.room import native_logs
     from bot.room.options import data_only
 
+    if quiet:
+        native_logs.quiet()
     settings = Settings(livekit_url=url, livekit_api_key=key, livekit_api_secret=secret)
     tag = uuid.uuid4().hex[:6]
     rooms = [rtc.Room() for _ in range(n)]
@@ -136,13 +140,14 @@ async def _floor_connects(url: str, key: str, secret: str, n: int) -> dict[str, 
     return {"p50_s": statistics.median(times), "p99_s": _pct(times, 0.99) or 0.0, "cpu_s": cpu}
 
 
-async def floor(lk: livekit_server.DevServer, n: int) -> Floor:
+async def floor(lk: livekit_server.DevServer, n: int, quiet: bool) -> Floor:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "bench.burst",
         "--floor-of",
         str(n),
+        *(["--floor-quiet"] if quiet else []),
         cwd=ROOT,
         env={
             **os.environ,
@@ -154,7 +159,7 @@ async def floor(lk: livekit_server.DevServer, n: int) -> Floor:
     )
     out, _ = await asyncio.wait_for(proc.communicate(), BOUND_S)
     await _drain(lk)
-    return Floor(rooms=n, **json.loads(out.decode().strip().splitlines()[-1]))
+    return Floor(rooms=n, quiet=quiet, **json.loads(out.decode().strip().splitlines()[-1]))
 
 
 async def burst(lk: livekit_server.DevServer, n: int, log: Path, worker: int) -> Burst:
@@ -187,27 +192,42 @@ def _f(v: float | None) -> str:
     return "–" if v is None else f"{v:.2f}"
 
 
-def table(results: list[Burst], floors: dict[int, Floor]) -> str:
+Floors = dict[tuple[int, bool], Floor]  # (rooms, quiet) -> floor
+
+
+def table(results: list[Burst], floors: Floors) -> str:
     lines = [
         "| rooms at once | clients in | bot joined | join p50 (s) | join p99 (s) | max (s) "
-        "| floor p50 / p99 (s) | CPU s: worker / livekit-server / clients "
+        "| floor p50 / p99 (s): SDK defaults · native logs in Rust "
+        "| p99 ÷ floor p99 | CPU s: worker / livekit-server / clients "
         "| re-dispatched by the watchdog |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for b in results:
-        f = floors.get(b.rooms)
-        floor_text = f"{f.p50_s:.2f} / {f.p99_s:.2f}" if f else "–"
+        cells = []
+        for quiet in (False, True):
+            f = floors.get((b.rooms, quiet))
+            cells.append(f"{f.p50_s:.2f} / {f.p99_s:.2f}" if f else "–")
+        ratios = [
+            f"{b.p99_s / f.p99_s:.1f}×"
+            for quiet in (False, True)
+            if (f := floors.get((b.rooms, quiet))) and b.p99_s is not None and f.p99_s
+        ]
         lines.append(
             f"| {b.rooms} | {b.connected}/{b.rooms} | {b.joined}/{b.connected} "
-            f"| {_f(b.p50_s)} | {_f(b.p99_s)} | {_f(b.max_s)} | {floor_text} "
+            f"| {_f(b.p50_s)} | {_f(b.p99_s)} | {_f(b.max_s)} | {' · '.join(cells)} "
+            f"| {' · '.join(ratios) or '–'} "
             f"| {b.cpu_worker_s:.1f} / {b.cpu_server_s:.1f} / {b.cpu_clients_s:.1f} "
             f"| {b.by_watchdog} |"
         )
     return "\n".join(lines)
 
 
-def section(results: list[Burst], floors: dict[int, Floor], seconds: float) -> str:
-    floor_cpu = ", ".join(f"{n} rooms {f.cpu_s:.1f} s" for n, f in sorted(floors.items()))
+def section(results: list[Burst], floors: Floors, seconds: float) -> str:
+    floor_cpu = ", ".join(
+        f"{n} rooms {f.cpu_s:.1f} s" + (" (native logs in Rust)" if quiet else "")
+        for (n, quiet), f in sorted(floors.items())
+    )
     return (
         f"{MARK_START}\n## Join under bursts\n\n"
         f"`python -m bench.burst` on {machine()}, {time.strftime('%Y-%m-%d %H:%M')}, "
@@ -218,18 +238,25 @@ def section(results: list[Burst], floors: dict[int, Floor], seconds: float) -> s
         "in one process on the same 2-core box: each room costs two WebRTC joins here "
         "(the client's and the bot's), both on this box's CPU.\n\n"
         "The *floor* is measured in the same run: N bare `rtc.Room` connects at once in a "
-        "process of their own, with no bot and nothing sent (their CPU: "
+        "process of their own, with no bot and nothing sent; once as livekit.rtc sets "
+        "itself up, once with its native logs kept in Rust as our worker and clients run "
+        "(`bot/room/native_logs.py`) (their CPU: "
         f"{floor_cpu}).\n\n" + table(results, floors) + f"\n{MARK_END}\n"
     )
 
 
-async def run(sizes: list[int], repeat: int) -> tuple[list[Burst], dict[int, Floor], Stack]:
+async def run(sizes: list[int], repeat: int) -> tuple[list[Burst], Floors, Stack]:
     stack = start_server_and_llm()
     lk = stack.lk
     floors = {}
     for n in sizes:
-        floors[n] = f = await floor(lk, n)
-        print(f"  floor, {n} bare connects: p50 {f.p50_s:.2f} s, p99 {f.p99_s:.2f} s", flush=True)
+        for quiet in (False, True):
+            floors[n, quiet] = f = await floor(lk, n, quiet)
+            print(
+                f"  floor, {n} bare connects{' (native logs in Rust)' if quiet else ''}: "
+                f"p50 {f.p50_s:.2f} s, p99 {f.p99_s:.2f} s, CPU {f.cpu_s:.1f} s",
+                flush=True,
+            )
     ours = stack.start_ours()
     log = stack.logdir / "ours.log"
     results = []
@@ -248,7 +275,7 @@ async def run(sizes: list[int], repeat: int) -> tuple[list[Burst], dict[int, Flo
     return results, floors, stack
 
 
-async def _run_and_close(sizes: list[int], repeat: int) -> tuple[list[Burst], dict[int, Floor]]:
+async def _run_and_close(sizes: list[int], repeat: int) -> tuple[list[Burst], Floors]:
     print(f"bursts: {sizes} rooms (largest x{repeat})", flush=True)
     results, floors, stack = await run(sizes, repeat)
     stack.close()
@@ -261,12 +288,17 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="bursts of the largest size")
     parser.add_argument("--publish", action="store_true", help="write docs/performance.md")
     parser.add_argument("--floor-of", type=int, help=argparse.SUPPRESS)  # the floor's process
+    parser.add_argument("--floor-quiet", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.floor_of:
         env = os.environ
         result = asyncio.run(
             _floor_connects(
-                env["LIVEKIT_URL"], env["LIVEKIT_API_KEY"], env["LIVEKIT_API_SECRET"], args.floor_of
+                env["LIVEKIT_URL"],
+                env["LIVEKIT_API_KEY"],
+                env["LIVEKIT_API_SECRET"],
+                args.floor_of,
+                args.floor_quiet,
             )
         )
         print(json.dumps(result), flush=True)

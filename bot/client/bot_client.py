@@ -21,7 +21,7 @@ from ..protocol.attributes import CLIENT_ATTRIBUTE, is_bot
 from ..protocol.chunking import Reassembler, receive, split
 from ..protocol.codec import parse_bot_message
 from ..protocol.outbound import Ack, BotMessage, Error, SessionReady, TurnEnd, TurnReply
-from ..room import ffi_routing
+from ..room import ffi_routing, native_logs
 from ..room.options import data_only
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,7 @@ class BotClient:
 
     async def join(self, url: str, token: str) -> None:
         """Join the room and announce ourselves; nothing more (no bot needed yet)."""
+        native_logs.quiet()  # native DEBUG logs no longer cross into Python
         ffi_routing.install()  # many clients in one process (tests, benchmarks) stay cheap
         await self.room.connect(url, token, data_only())
         ffi_routing.bind(self.room)

@@ -40,7 +40,7 @@ from ..protocol.attributes import (
 from ..protocol.version import PROTOCOL_VERSION
 from ..store.base import Store
 from ..turns.engine import TurnEngine
-from . import ffi_routing, lk_chat
+from . import ffi_routing, lk_chat, native_logs
 from .capacity import RoomLoad
 from .link import Offer, WorkerLink
 from .liveness import Liveness
@@ -65,8 +65,10 @@ class BotInRoom:
         worker_id: str,
         liveness: Callable[[str], Liveness],
         joining: asyncio.Semaphore,
+        offered_at: float | None = None,
     ) -> None:
         self.job = job
+        self._offered_at = offered_at
         self._joining = joining
         self._settings = settings
         self._store = store
@@ -109,6 +111,7 @@ class BotInRoom:
         started = time.monotonic()
         try:
             async with self._joining:
+                slot = time.monotonic()
                 await room.connect(url, token, data_only())
             ffi_routing.bind(room)  # the other rooms' events no longer wake this one
             connected = time.monotonic()
@@ -136,9 +139,12 @@ class BotInRoom:
 
             room.on("reconnected", reannounce)
             log.debug(
-                "joined room %s (connect %.2fs, attributes %.2fs)",
+                "joined room %s (offer to assignment %.2fs, waited for a join slot %.2fs, "
+                "connect %.2fs, attributes %.2fs)",
                 self.job.room.name,
-                connected - started,
+                started - self._offered_at if self._offered_at is not None else float("nan"),
+                slot - started,
+                connected - slot,
                 time.monotonic() - connected,
             )
             await self._left.wait()
@@ -168,6 +174,7 @@ class RoomHost:
 
     def __post_init__(self) -> None:
         self._load = RoomLoad(self.settings.max_rooms, self.settings.livekit_target_load)
+        native_logs.quiet()  # most of a join's CPU was native DEBUG logs crossing to Python
         ffi_routing.install()
         # WebRTC setup is CPU-bound: a burst joined all at once thrashed (connects past
         # their timeouts, retried; 20–60 s of CPU for 50 rooms, rooms lost); a few at a
@@ -205,7 +212,7 @@ class RoomHost:
         return Offer(accept=True, identity=f"agent-{job.id}", attributes=name)
 
     def assigned(self, job: agent.Job, url: str, token: str) -> None:
-        self._offered.pop(job.id, None)
+        offered = self._offered.pop(job.id, None)
         if job.id in self.rooms:
             return
         worker_id = self.link.worker_id if self.link else ""
@@ -216,6 +223,7 @@ class RoomHost:
             worker_id=worker_id,
             liveness=self.liveness,
             joining=self._joining,
+            offered_at=offered[1] if offered else None,
         )
         self.rooms[job.id] = bot
         task = supervise(bot.run(url, token), name=f"room {job.room.name}")
