@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -34,8 +35,9 @@ from bot.dev import livekit_server
 from bot.dev.processes import stop_process
 from bot.room.tokens import mint_token
 
+from .load import SYSTEMS
 from .report import machine, publish_section
-from .stack import ROOT, Stack, start_server_and_llm
+from .stack import PEER_AGENT, ROOT, Stack, start_server_and_llm
 
 BOUND_S = 120.0  # a bot later than this counts as never
 MARK_START, MARK_END = "<!-- burst:start -->", "<!-- burst:end -->"
@@ -188,6 +190,93 @@ async def burst(lk: livekit_server.DevServer, n: int, log: Path, worker: int) ->
     )
 
 
+@dataclass
+class Answers:
+    """N rooms at once, one user each: room created → the first text of the answer to
+    the user's first message. The same clock for every system."""
+
+    system: str
+    rooms: int
+    answered: int
+    p50_s: float | None
+    p99_s: float | None
+    cpu_bot_s: float  # the bot side: our worker, the AgentSession worker tree, the echo
+    cpu_server_s: float
+    cpu_clients_s: float
+
+
+def _tree_cpu(pid: int) -> float:
+    root = psutil.Process(pid)
+    total = 0.0
+    for p in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            total += _cpu(p.pid)
+    return total
+
+
+async def first_answers(stack: Stack, system: str, n: int, bot_pid: int | None) -> Answers:
+    """`system`: ours (automatic dispatch), peer (AgentSession, dispatched by the
+    token), echo (a bare participant joining at the same moment as the users)."""
+    tag = uuid.uuid4().hex[:6]
+    rooms = [f"answer-{system}-{tag}-{i}" for i in range(n)]
+    echo = stack.start_echo(rooms, on_go=True) if system == "echo" else None
+    bot = echo.pid if echo is not None else bot_pid
+    assert bot is not None
+    users = [SYSTEMS[system]() for _ in range(n)]
+    agent = PEER_AGENT if system == "peer" else ""
+
+    async def one(room: str, user: object) -> float | None:
+        started = time.perf_counter()
+        try:
+            await asyncio.wait_for(user.connect(room, "user", agent), BOUND_S)  # type: ignore[attr-defined]
+            marks = await asyncio.wait_for(user.turn("hi"), BOUND_S)  # type: ignore[attr-defined]
+        except Exception:
+            return None
+        return float(marks["first"]) - started
+
+    pids = (bot, stack.lk.process.pid, os.getpid())
+    cpu0 = [_tree_cpu(p) for p in pids]
+    if echo is not None:
+        assert echo.stdin is not None
+        echo.stdin.write(b"go\n")
+        echo.stdin.flush()
+    times = await asyncio.gather(*(one(r, u) for r, u in zip(rooms, users, strict=True)))
+    cpu = [_tree_cpu(p) - c for p, c in zip(pids, cpu0, strict=True)]
+    await asyncio.gather(*(u.close() for u in users), return_exceptions=True)
+    if echo is not None:
+        stop_process(echo, 20)
+    await _drain(stack.lk)
+    ok = [t for t in times if t is not None]
+    return Answers(
+        system=system,
+        rooms=n,
+        answered=len(ok),
+        p50_s=statistics.median(ok) if ok else None,
+        p99_s=_pct(ok, 0.99),
+        cpu_bot_s=cpu[0],
+        cpu_server_s=cpu[1],
+        cpu_clients_s=cpu[2],
+    )
+
+
+NAMES = {"ours": "lkbot", "peer": "AgentSession", "echo": "echo floor"}
+
+
+def answers_table(results: list[Answers]) -> str:
+    lines = [
+        "| rooms at once | system | answered | first answer p50 (s) | p99 (s) "
+        "| CPU s: bot side / livekit-server / clients |",
+        "|---|---|---|---|---|---|",
+    ]
+    for a in results:
+        lines.append(
+            f"| {a.rooms} | {NAMES[a.system]} | {a.answered}/{a.rooms} | {_f(a.p50_s)} "
+            f"| {_f(a.p99_s)} | {a.cpu_bot_s:.1f} / {a.cpu_server_s:.1f} / "
+            f"{a.cpu_clients_s:.1f} |"
+        )
+    return "\n".join(lines)
+
+
 def _f(v: float | None) -> str:
     return "–" if v is None else f"{v:.2f}"
 
@@ -223,10 +312,17 @@ def table(results: list[Burst], floors: Floors) -> str:
     return "\n".join(lines)
 
 
-def section(results: list[Burst], floors: Floors, seconds: float) -> str:
+@dataclass
+class Run:
+    bursts: list[Burst]
+    floors: Floors
+    answers: list[Answers]
+
+
+def section(run: Run, seconds: float) -> str:
     floor_cpu = ", ".join(
         f"{n} rooms {f.cpu_s:.1f} s" + (" (native logs in Rust)" if quiet else "")
-        for (n, quiet), f in sorted(floors.items())
+        for (n, quiet), f in sorted(run.floors.items())
     )
     return (
         f"{MARK_START}\n## Join under bursts\n\n"
@@ -234,18 +330,27 @@ def section(results: list[Burst], floors: Floors, seconds: float) -> str:
         f"{seconds:.0f} s. N clients connect at the same moment, each creating a room of "
         "its own (automatic dispatch at creation); join time = room created → "
         "`session.ready`, per room. One loopback livekit-server, our worker as users run "
-        "it (`python -m bot start`, default settings), the load generator (`BotClient`s) "
-        "in one process on the same 2-core box: each room costs two WebRTC joins here "
-        "(the client's and the bot's), both on this box's CPU.\n\n"
+        "it (`python -m bot start`, default settings, one process), the load generator "
+        "(`BotClient`s) in one process on the same 2-core box: each room costs two WebRTC "
+        "joins here (the client's and the bot's), both on this box's CPU.\n\n"
         "The *floor* is measured in the same run: N bare `rtc.Room` connects at once in a "
         "process of their own, with no bot and nothing sent; once as livekit.rtc sets "
         "itself up, once with its native logs kept in Rust as our worker and clients run "
         "(`bot/room/native_logs.py`) (their CPU: "
-        f"{floor_cpu}).\n\n" + table(results, floors) + f"\n{MARK_END}\n"
+        f"{floor_cpu}).\n\n" + table(run.bursts, run.floors) + "\n\n"
+        "### First answer in a new room, against AgentSession and the echo floor\n\n"
+        "N users at once, each creating a room of its own and sending one message as soon "
+        "as the bot is there; time = room created → the first text of the answer (ours: "
+        "the first `turn.delta`; AgentSession: the first chunk of its `lk.transcription` "
+        "stream; echo floor: the packet back from a bare participant that joins each room "
+        "at the same moment, as a dispatched bot would, and that sends nothing but the "
+        "echo). The scripted LLM answers at once. AgentSession is LiveKit Agents' text "
+        "mode in its own worker (`bench/peer_agent.py`, dispatched by the token), each "
+        "system alone on the box.\n\n" + answers_table(run.answers) + f"\n{MARK_END}\n"
     )
 
 
-async def run(sizes: list[int], repeat: int) -> tuple[list[Burst], Floors, Stack]:
+async def run(sizes: list[int], repeat: int, answer_sizes: list[int]) -> tuple[Run, Stack]:
     stack = start_server_and_llm()
     lk = stack.lk
     floors = {}
@@ -257,6 +362,19 @@ async def run(sizes: list[int], repeat: int) -> tuple[list[Burst], Floors, Stack
                 f"p50 {f.p50_s:.2f} s, p99 {f.p99_s:.2f} s, CPU {f.cpu_s:.1f} s",
                 flush=True,
             )
+    answers = []
+
+    def show(a: Answers) -> None:
+        print(
+            f"  first answer, {NAMES[a.system]}, {a.rooms} rooms: {a.answered}/{a.rooms}, "
+            f"p50 {_f(a.p50_s)} s, p99 {_f(a.p99_s)} s",
+            flush=True,
+        )
+        answers.append(a)
+
+    # the echo's rooms before our worker runs: its watchdog would bring bots to them
+    for n in answer_sizes:
+        show(await first_answers(stack, "echo", n, None))
     ours = stack.start_ours()
     log = stack.logdir / "ours.log"
     results = []
@@ -271,21 +389,36 @@ async def run(sizes: list[int], repeat: int) -> tuple[list[Burst], Floors, Stack
                 flush=True,
             )
             results.append(b)
+    for n in answer_sizes:
+        show(await first_answers(stack, "ours", n, ours.pid))
     stop_process(ours, 30)
-    return results, floors, stack
+    await _drain(lk)
+    peer = stack.start_peer()
+    for n in answer_sizes:
+        show(await first_answers(stack, "peer", n, peer.pid))
+    stop_process(peer, 30)
+    order = {"echo": 0, "ours": 1, "peer": 2}
+    answers.sort(key=lambda a: (a.rooms, order[a.system]))
+    return Run(results, floors, answers), stack
 
 
-async def _run_and_close(sizes: list[int], repeat: int) -> tuple[list[Burst], Floors]:
-    print(f"bursts: {sizes} rooms (largest x{repeat})", flush=True)
-    results, floors, stack = await run(sizes, repeat)
+async def _run_and_close(sizes: list[int], repeat: int, answer_sizes: list[int]) -> Run:
+    print(f"bursts: {sizes} rooms (largest x{repeat}); first answers: {answer_sizes}", flush=True)
+    from bot.room import native_logs
+
+    native_logs.quiet()  # the load generator's own cost, whatever system it talks to
+    result, stack = await run(sizes, repeat, answer_sizes)
     stack.close()
-    return results, floors
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="10,20,50", help="rooms per burst, comma-separated")
     parser.add_argument("--repeat", type=int, default=5, help="bursts of the largest size")
+    parser.add_argument(
+        "--answer-sizes", default="10,50", help="rooms per first-answer burst, per system"
+    )
     parser.add_argument("--publish", action="store_true", help="write docs/performance.md")
     parser.add_argument("--floor-of", type=int, help=argparse.SUPPRESS)  # the floor's process
     parser.add_argument("--floor-quiet", action="store_true", help=argparse.SUPPRESS)
@@ -306,14 +439,17 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     started = time.monotonic()
     # one event loop for everything: livekit's FFI client stays bound to the first one
-    everything, floors = asyncio.run(_run_and_close(sizes, args.repeat))
-    text = section(everything, floors, time.monotonic() - started)
-    print(table(everything, floors))
+    answer_sizes = [int(s) for s in args.answer_sizes.split(",") if s]
+    outcome = asyncio.run(_run_and_close(sizes, args.repeat, answer_sizes))
+    text = section(outcome, time.monotonic() - started)
+    print(table(outcome.bursts, outcome.floors))
+    print(answers_table(outcome.answers))
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     data = {
-        "bursts": [asdict(b) for b in everything],
-        "floors": [asdict(f) for f in floors.values()],
+        "bursts": [asdict(b) for b in outcome.bursts],
+        "floors": [asdict(f) for f in outcome.floors.values()],
+        "answers": [asdict(a) for a in outcome.answers],
     }
     (out / "burst.json").write_text(json.dumps(data, indent=2))
     if args.publish:

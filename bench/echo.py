@@ -1,7 +1,9 @@
 """The transport floor: a participant that sends each packet straight back to its sender.
 
 `python -m bench.echo --rooms r1,r2,...` (LIVEKIT_* from the environment); writes
-`ready` to stdout once it is in every room.
+`ready` to stdout once it is in every room. With `--on-go` it writes `up` first and
+joins when a line comes on stdin (a burst: it joins as a dispatched bot would). Native
+logs stay in Rust, as in our worker: the floor is the cheapest participant there is.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import os
 import signal
 
 from livekit import rtc
+
+from bot.room import native_logs
 
 from .load import ECHO_IDENTITY, token_for
 
@@ -39,7 +43,11 @@ async def join(name: str, tasks: set[asyncio.Task[None]]) -> rtc.Room:
     return room
 
 
-async def main(rooms: list[str]) -> None:
+async def main(rooms: list[str], on_go: bool) -> None:
+    native_logs.quiet()
+    if on_go:
+        print("up", flush=True)
+        await asyncio.to_thread(input)
     tasks: set[asyncio.Task[None]] = set()
     joined = await asyncio.gather(*(join(r, tasks) for r in rooms))
     print("ready", flush=True)
@@ -53,4 +61,6 @@ async def main(rooms: list[str]) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rooms", required=True)
-    asyncio.run(main(parser.parse_args().rooms.split(",")))
+    parser.add_argument("--on-go", action="store_true", help="join on a line on stdin")
+    args = parser.parse_args()
+    asyncio.run(main(args.rooms.split(","), args.on_go))

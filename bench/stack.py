@@ -62,6 +62,7 @@ class Stack:
                 "OPENAI_BASE_URL": self.llm_url,
                 "BOT_MODEL": "scripted",
                 "BOT_HTTP_PORT": "0",
+                "BOT_PROCESSES": "1",  # the benches measure what one process holds
                 **env,
             },
         )
@@ -75,31 +76,42 @@ class Stack:
             "BOT_LOG_LEVEL": "WARNING",
         }
         ours = self.start_ours(BOT_AGENT_NAME=OURS_AGENT, **common)
-        ready = self.logdir / "peer.ready"
-        peer = self.spawn(
-            ["-m", "bench.peer_agent"],
-            "peer",
-            PEER_AGENT_NAME=PEER_AGENT,
-            PEER_READY_FILE=str(ready),
-            **common,
-        )
-        wait_until(
-            ready.exists, peer, self.logdir / "peer.log", what="the AgentSession peer", timeout=120
-        )
+        peer = self.start_peer(**common)
         self.workers = {"ours": ours, "peer": peer}
 
-    def start_echo(self, rooms: list[str]) -> subprocess.Popen[bytes]:
+    def start_echo(self, rooms: list[str], *, on_go: bool = False) -> subprocess.Popen[bytes]:
+        """The echo participant, in `rooms` (with `on_go`: once told, see bench.echo)."""
         proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.echo", "--rooms", ",".join(rooms)],
+            [sys.executable, "-m", "bench.echo", "--rooms", ",".join(rooms)]
+            + (["--on-go"] if on_go else []),
             env=self.env(),
             cwd=ROOT,
+            stdin=subprocess.PIPE if on_go else None,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
         )
         assert proc.stdout is not None
-        if proc.stdout.readline().strip() != b"ready":
-            raise RuntimeError("the echo participant did not join")
+        if proc.stdout.readline().strip() != (b"up" if on_go else b"ready"):
+            raise RuntimeError("the echo participant did not start")
         return proc
+
+    def start_peer(self, **env: str) -> subprocess.Popen[bytes]:
+        """LiveKit Agents' AgentSession worker (agent name PEER_AGENT), once registered."""
+        ready = self.logdir / "peer.ready"
+        peer = self.spawn(
+            ["-m", "bench.peer_agent"],
+            "peer",
+            **{
+                "OPENAI_BASE_URL": self.llm_url,
+                "PEER_AGENT_NAME": PEER_AGENT,
+                "PEER_READY_FILE": str(ready),
+                **env,
+            },
+        )
+        wait_until(
+            ready.exists, peer, self.logdir / "peer.log", what="the AgentSession peer", timeout=120
+        )
+        return peer
 
     def close(self) -> None:
         for proc in reversed(self.procs):

@@ -74,9 +74,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     verbose = dev and args.verbose
     settings = _check_worker_settings(**({"log_level": "DEBUG"} if verbose else {}))
     setup_logging(settings.log_level)
+    child = getattr(args, "child", None)
+    if not dev and child is None:
+        from .room import processes
+
+        n = processes.count(settings)
+        if n > 1:
+            supervisor = processes.Supervisor(settings, n, args.ready_file)
+            asyncio.run(supervisor.run())
+            return 0
     from .room.worker import serve
 
-    asyncio.run(serve(settings, dev=dev, ready_file=args.ready_file))
+    asyncio.run(serve(settings, dev=dev, ready_file=args.ready_file, child=child is not None))
     return 0
 
 
@@ -243,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
         "serves every room it is dispatched to.",
     )
     _ready_option(p)
+    # one of BOT_PROCESSES' processes (room/processes.py)
+    p.add_argument("--child", action="store_const", const=True, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(

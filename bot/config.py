@@ -106,6 +106,8 @@ class Settings(BaseSettings):
 
     # The worker process.
     http_port: Annotated[int, Field(ge=0, le=65535)] = 8081
+    # Worker processes `bot start` runs, each with its own rooms (0: one per core).
+    processes: Annotated[int, Field(ge=0, le=256)] = 0
     # Capacity: the worker's load is its rooms against this, never the box's CPU.
     max_rooms: Annotated[int, Field(ge=1)] = 100
     # Rooms joined at once; more wait their turn (WebRTC setup is CPU-bound).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 # What the LiveKit Rust SDK logs at ERROR while a room is being left or closed: the
@@ -27,7 +28,11 @@ class DisconnectNoise(logging.Filter):
 
 def setup_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    process = os.environ.get("LKBOT_PROCESS")  # one of `bot start`'s worker processes
+    where = f"[{process}] " if process else ""
+    handler.setFormatter(
+        logging.Formatter(f"%(asctime)s %(levelname)-7s {where}%(name)s: %(message)s")
+    )
     handler.addFilter(DisconnectNoise())
     logging.basicConfig(level=level, handlers=[handler])
     # one line per LLM request is noise at INFO; keep its warnings

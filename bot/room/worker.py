@@ -53,14 +53,17 @@ async def serve(
     dev: bool,
     ready_file: Path | None = None,
     on_ready: Callable[[], None] | None = None,
+    child: bool = False,
 ) -> None:
     """Run until SIGINT/SIGTERM, then end every room (each sender gets its turn.end).
-    `on_ready` is called once, when the worker first registered with LiveKit."""
+    `on_ready` is called once, when the worker first registered with LiveKit. A `child`
+    (one of `processes.py`'s) serves HTTP on a free loopback port, written next to its
+    ready file."""
     local: LocalModelServer | None = None
     if settings.resolved_llm_mode() == "local":
         settings, local = await asyncio.to_thread(_use_local_model, settings)
     try:
-        await _serve(settings, dev=dev, ready_file=ready_file, on_ready=on_ready)
+        await _serve(settings, dev=dev, ready_file=ready_file, on_ready=on_ready, child=child)
     finally:
         if local is not None:
             local.stop()
@@ -87,6 +90,7 @@ async def _serve(
     dev: bool,
     ready_file: Path | None,
     on_ready: Callable[[], None] | None,
+    child: bool,
 ) -> None:
     store = await _open_store(settings)
     registry = WorkerRegistry()
@@ -100,6 +104,8 @@ async def _serve(
         keeper.registered(worker_id)
         if ready_file is not None:
             ready_file.write_text(worker_id)
+        if child:
+            print(f"ready {worker_id}", flush=True)
         if on_ready is not None:  # the first registration only
             on_ready()
             on_ready = None
@@ -114,8 +120,12 @@ async def _serve(
     )
     host.link = link
     health = HealthServer(host)
-    http_host = "127.0.0.1" if dev else "0.0.0.0"
-    await health.start(http_host, 0 if dev else settings.http_port)
+    local_only = dev or child
+    await health.start(
+        "127.0.0.1" if local_only else "0.0.0.0", 0 if local_only else settings.http_port
+    )
+    if child:
+        print(f"port {health.port}", flush=True)
     log.info("HTTP on port %d: GET / (health), /worker, /metrics (Prometheus)", health.port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

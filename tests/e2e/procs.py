@@ -74,6 +74,7 @@ def start_worker(lk: DevServer, llm_url: str | None, **settings: str) -> Proc:
     env = _env(
         lk,
         BOT_HTTP_PORT="0",
+        BOT_PROCESSES="1",  # one process to watch and kill; test_processes.py runs more
         BOT_TOOLS_MODULE="tests.tools_fixture",
         # Generous: tests stall turns on purpose and cancel or stop them; on a loaded
         # box a short LLM timeout would win that race. The timeout itself is unit-tested.
