@@ -36,7 +36,7 @@ from bot.dev.processes import stop_process
 from bot.room.tokens import mint_token
 
 from .load import SYSTEMS
-from .report import machine, publish_section
+from .report import machine, md_table, publish_section
 from .stack import PEER_AGENT, ROOT, Stack, start_server_and_llm
 
 BOUND_S = 120.0  # a bot later than this counts as never
@@ -263,18 +263,20 @@ NAMES = {"ours": "lkbot", "peer": "AgentSession", "echo": "echo floor"}
 
 
 def answers_table(results: list[Answers]) -> str:
-    lines = [
-        "| rooms at once | system | answered | first answer p50 (s) | p99 (s) "
-        "| CPU s: bot side / livekit-server / clients |",
-        "|---|---|---|---|---|---|",
+    header = ["rooms at once", "system", "answered", "first answer p50 (s)", "p99 (s)"]
+    header.append("CPU s: bot side / livekit-server / clients")
+    rows = [
+        [
+            str(a.rooms),
+            NAMES[a.system],
+            f"{a.answered}/{a.rooms}",
+            _f(a.p50_s),
+            _f(a.p99_s),
+            f"{a.cpu_bot_s:.1f} / {a.cpu_server_s:.1f} / {a.cpu_clients_s:.1f}",
+        ]
+        for a in results
     ]
-    for a in results:
-        lines.append(
-            f"| {a.rooms} | {NAMES[a.system]} | {a.answered}/{a.rooms} | {_f(a.p50_s)} "
-            f"| {_f(a.p99_s)} | {a.cpu_bot_s:.1f} / {a.cpu_server_s:.1f} / "
-            f"{a.cpu_clients_s:.1f} |"
-        )
-    return "\n".join(lines)
+    return md_table(header, rows)
 
 
 def _f(v: float | None) -> str:

@@ -36,7 +36,7 @@ from bot.dev.processes import stop_process
 from bot.room.tokens import mint_token
 
 from .burst import _drain
-from .report import machine, publish_section
+from .report import machine, md_table, publish_section
 from .stack import ROOT, Stack, start_server_and_llm
 
 MARK_START, MARK_END = "<!-- idle:start -->", "<!-- idle:end -->"
@@ -273,19 +273,22 @@ async def run(sizes: list[int], users: int, per_room: int, seconds: float) -> li
 
 
 def table(results: list[Idle]) -> str:
+    header = ["process", "idle rooms", "conversations", "CPU ms/s: none → N", "per room"]
+    header += ["PSS MB: none → N", "per room", "load generators: processes, CPU ms/s"]
     rows = [
-        "| process | idle rooms | conversations | CPU ms/s: none → N | per room "
-        "| PSS MB: none → N | per room | load generators: processes, CPU ms/s |",
-        "|---|---|---|---|---|---|---|---|",
+        [
+            r.what,
+            str(r.rooms),
+            str(r.users),
+            f"{r.before.cpu_ms_s:.1f} → {r.after.cpu_ms_s:.1f}",
+            f"{r.cpu_per_room:.2f}",
+            f"{r.before.pss_mb:.0f} → {r.after.pss_mb:.0f}",
+            f"{r.mb_per_room:.2f}",
+            f"{r.generators}, {r.generator_cpu_ms_s:.0f}" if r.generators else "–",
+        ]
+        for r in results
     ]
-    for r in results:
-        gen = f"{r.generators}, {r.generator_cpu_ms_s:.0f}" if r.generators else "–"
-        rows.append(
-            f"| {r.what} | {r.rooms} | {r.users} | {r.before.cpu_ms_s:.1f} → "
-            f"{r.after.cpu_ms_s:.1f} | {r.cpu_per_room:.2f} | {r.before.pss_mb:.0f} → "
-            f"{r.after.pss_mb:.0f} | {r.mb_per_room:.2f} | {gen} |"
-        )
-    return "\n".join(rows)
+    return md_table(header, rows)
 
 
 def thread_table(results: list[Idle]) -> str:
@@ -299,12 +302,12 @@ def thread_table(results: list[Idle]) -> str:
         for name, v in r.per_room_by_thread().items():
             if v >= 0.005 and name not in names:
                 names.append(name)
-    head = "| thread | " + " | ".join(f"{w} ({r.rooms})" for w, r in picked.items()) + " |"
-    rows = [head, "|---|" + "---|" * len(picked)]
-    for name in names:
-        cells = [f"{r.per_room_by_thread().get(name, 0.0):.3f}" for r in picked.values()]
-        rows.append(f"| `{name}` | " + " | ".join(cells) + " |")
-    return "\n".join(rows)
+    header = ["thread", *(f"{w} ({r.rooms})" for w, r in picked.items())]
+    rows = [
+        [f"`{name}`", *(f"{r.per_room_by_thread().get(name, 0.0):.3f}" for r in picked.values())]
+        for name in names
+    ]
+    return md_table(header, rows)
 
 
 @dataclass

@@ -238,6 +238,13 @@ def plots(rows: list[Row], outdir: Path) -> list[Path]:
     return paths
 
 
+def md_table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table; the first column left-aligned, the others as given."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 def publish_section(text: str, path: Path, start: str, end: str) -> None:
     """Put `text` (which begins with `start` and ends with `end`) into `path`, replacing
     the section between those marks, or appended when there is none yet."""
