@@ -69,8 +69,24 @@ class DevServer:
         _wait_ready(self, timeout)
 
 
-def start(*, log_level: str = "warn", timeout: float = 30.0) -> DevServer:
-    """Start the server and wait (bounded) until its health check answers OK."""
+def start(*, log_level: str = "warn", timeout: float = 30.0, attempts: int = 3) -> DevServer:
+    """Start the server and wait (bounded) until its health check answers OK. A port
+    picked free may be taken before the server binds it (by any process on the box):
+    then it starts again on other ports."""
+    for attempt in range(attempts):
+        try:
+            return _start(log_level, timeout)
+        except PortTaken:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+class PortTaken(RuntimeError):
+    pass
+
+
+def _start(log_level: str, timeout: float) -> DevServer:
     find_binary()  # fail before making anything, with the install hint
     port, tcp_port, udp_port = free_port(), free_port(), free_port(socket.SOCK_DGRAM)
     api_key, api_secret = "devkey", secrets.token_urlsafe(32)
@@ -87,8 +103,11 @@ def start(*, log_level: str = "warn", timeout: float = 30.0) -> DevServer:
     server = DevServer(f"ws://127.0.0.1:{port}", api_key, api_secret, _launch(workdir), workdir)
     try:
         _wait_ready(server, timeout)
-    except BaseException:
+    except BaseException as e:
+        log = (workdir / "livekit-server.log").read_text(errors="replace")
         server.stop()
+        if isinstance(e, RuntimeError) and "address already in use" in log:
+            raise PortTaken(str(e)) from e
         raise
     return server
 
