@@ -21,8 +21,11 @@ from pathlib import Path
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from . import report
+from .report import publish_section
 from .run import PROFILES, Config, py_spy, sweep
 from .stack import ROOT, start_stack
+
+MARK_START, MARK_END = "<!-- sweep:start -->", "<!-- sweep:end -->"
 
 FULL = Config(
     users=[1, 5, 10, 20, 40],
@@ -201,7 +204,13 @@ def main() -> int:
             shutil.copy(out / png, docs / "bench" / png)
         text = path.read_text().replace("](latency.png)", "](bench/latency.png)")
         text = text.replace("](throughput.png)", "](bench/throughput.png)")
-        (docs / "performance.md").write_text(text)
+        # its own section only: the burst, store and idle benches publish theirs, and
+        # the text read by hand around them stays
+        title, _, body = text.partition("\n")
+        doc = docs / "performance.md"
+        if not doc.exists():
+            doc.write_text(title + "\n")
+        publish_section(f"{MARK_START}\n{body.strip()}\n{MARK_END}\n", doc, MARK_START, MARK_END)
         print("published to docs/performance.md")
     return 0
 

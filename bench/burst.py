@@ -225,12 +225,15 @@ async def first_answers(stack: Stack, system: str, n: int, bot_pid: int | None) 
     users = [SYSTEMS[system]() for _ in range(n)]
     agent = PEER_AGENT if system == "peer" else ""
 
+    failures: list[str] = []
+
     async def one(room: str, user: object) -> float | None:
         started = time.perf_counter()
         try:
             await asyncio.wait_for(user.connect(room, "user", agent), BOUND_S)  # type: ignore[attr-defined]
             marks = await asyncio.wait_for(user.turn("hi"), BOUND_S)  # type: ignore[attr-defined]
-        except Exception:
+        except Exception as e:
+            failures.append(f"{type(e).__name__}: {e}")
             return None
         return float(marks["first"]) - started
 
@@ -247,6 +250,8 @@ async def first_answers(stack: Stack, system: str, n: int, bot_pid: int | None) 
         stop_process(echo, 20)
     await _drain(stack.lk)
     ok = [t for t in times if t is not None]
+    if failures:
+        print(f"  {system}: {len(failures)} without an answer, e.g. {failures[0]}", flush=True)
     return Answers(
         system=system,
         rooms=n,
@@ -355,6 +360,10 @@ def section(run: Run, seconds: float) -> str:
 async def run(sizes: list[int], repeat: int, answer_sizes: list[int]) -> tuple[Run, Stack]:
     stack = start_server_and_llm()
     lk = stack.lk
+    # bench.load's users (the first answers) read the server from the environment
+    os.environ.update(
+        LIVEKIT_URL=lk.url, LIVEKIT_API_KEY=lk.api_key, LIVEKIT_API_SECRET=lk.api_secret
+    )
     floors = {}
     for n in sizes:
         for quiet in (False, True):

@@ -27,7 +27,7 @@ import os
 import sys
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import psutil
 
@@ -310,12 +310,18 @@ def thread_table(results: list[Idle]) -> str:
     return md_table(header, rows)
 
 
-@dataclass
-class Args:
-    sizes: list[int] = field(default_factory=list)
-    users: int = 0
-    per_room: int = 5
-    seconds: float = 20.0
+def section(results: list[Idle], seconds: float, took: float) -> str:
+    return (
+        f"{MARK_START}\n## Idle rooms (`python -m bench.idle`)\n\n"
+        f"Machine: {machine()}; {time.strftime('%Y-%m-%d %H:%M')}, {took:.0f} s. Rooms "
+        f"joined one at a time, then {seconds:.0f} s of silence measured; per room = "
+        "(with N rooms − with none) / N. The floor is a process holding N bare data-only "
+        "`rtc.Room` connections: once as livekit.rtc sets itself up, once with its native "
+        "logs kept in Rust (as our worker runs). The clients are in load-generator "
+        f"processes of their own, {ROOMS_PER_GENERATOR} connections each.\n\n"
+        f"{table(results)}\n\nCPU ms/s per idle room, by thread:\n\n"
+        f"{thread_table(results)}\n{MARK_END}\n"
+    )
 
 
 def main() -> None:
@@ -344,18 +350,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "idle.json").write_text(json.dumps([asdict(r) for r in results], indent=2))
     if args.publish:
-        text = (
-            f"{MARK_START}\n## Idle rooms (`python -m bench.idle`)\n\n"
-            f"Machine: {machine()}; {time.strftime('%Y-%m-%d %H:%M')}, "
-            f"{time.monotonic() - started:.0f} s. Rooms joined one at a time, then "
-            f"{args.seconds:.0f} s of silence measured; per room = (with N rooms − with "
-            "none) / N. The floor is a process holding N bare data-only `rtc.Room` "
-            "connections: once as livekit.rtc sets itself up, once with its native logs "
-            "kept in Rust (as our worker runs). The clients are in load-generator "
-            f"processes of their own, {ROOMS_PER_GENERATOR} connections each.\n\n"
-            f"{table(results)}\n\nCPU ms/s per idle room, by thread:\n\n"
-            f"{thread_table(results)}\n{MARK_END}\n"
-        )
+        text = section(results, args.seconds, time.monotonic() - started)
         publish_section(text, ROOT / "docs" / "performance.md", MARK_START, MARK_END)
 
 
