@@ -99,12 +99,10 @@ def write_report(
         "separate runs, so a tail that was worse for the floor than for lkbot shows as a "
         "negative p99; at 20+ users the 2-core box is saturated and tails are noisy.\n",
         "Errors are users whose room did not get its agent within 30 s (samples in "
-        "rows.json). From about 10 concurrent new rooms on this busy 2-core box, both workers "
-        "lose some dispatches; causes seen so far: server-side assignment timeouts "
-        "(`assignment for job ... timed out`) and job processes failing to start under load "
-        "(`all in-flight spawns failed to initialize`); lkbot has lost more than AgentSession "
-        "in the runs so far, and the cause is not yet understood. Rates and CPU "
-        "per turn count completed turns only. The one-room rows avoid per-room dispatch.\n",
+        "rows.json): on this busy 2-core box, AgentSession's process pool loses rooms from "
+        "about 10 concurrent new rooms on (`all in-flight spawns failed to initialize`, "
+        "server-side `assignment for job ... timed out`). Rates and CPU per turn count "
+        "completed turns only. The one-room rows avoid per-room dispatch.\n",
         report.headline(rows),
         "![time to first text](latency.png)\n",
         "![turns per second](throughput.png)\n",

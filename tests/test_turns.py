@@ -86,6 +86,28 @@ async def test_tool_call_turn(bot: Harness, llm_server: ScriptedLLMServer) -> No
     assert llm_server.requests[1]["messages"][-1]["role"] == "tool"
 
 
+async def test_tool_schemas_are_made_once_not_per_request(
+    bot: Harness, llm_server: ScriptedLLMServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """livekit-agents makes each tool's JSON schema (a pydantic model on the fly, ~1 ms
+    a tool) for every LLM request; the engine hands it the schemas made at its start."""
+    from livekit.agents import llm
+    from livekit.agents.llm import utils
+
+    made: list[object] = []
+    real = utils.build_strict_openai_schema
+    monkeypatch.setattr(utils, "build_strict_openai_schema", lambda t: made.append(t) or real(t))
+    for i in range(2):
+        text = script(tool="calculate", args={"expression": f"{i}+1"}, then="ok")
+        bot.send("alice", chat(text, id=f"s{i}"))
+        await bot.turn_ends("alice", i + 1)
+    assert len(llm_server.requests) == 4  # two requests per turn: the call, then the result
+    assert made == []
+    # and what went out is what livekit-agents makes of the tools themselves
+    expected = llm.ToolContext(bot.engine._tools).parse_function_tools("openai", strict=True)
+    assert expected and all(r["tools"] == expected for r in llm_server.requests)
+
+
 async def test_sequential_and_parallel_tool_steps(bot: Harness) -> None:
     bot.send(
         "alice",

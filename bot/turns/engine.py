@@ -63,12 +63,31 @@ def _parse_arguments(raw: str) -> JsonValue:
     return value
 
 
+def _never_called(**_: Any) -> Any:
+    raise AssertionError("a schema-only tool is never called: the engine runs the tool itself")
+
+
+def schema_only(tools: Sequence[llm.Tool], *, strict: bool = True) -> list[llm.Tool]:
+    """The tools as the LLM request describes them, built once. livekit-agents turns
+    each `FunctionTool`'s signature into a JSON schema for every request (a pydantic
+    model made on the fly: 6.6% of the worker's CPU in the 20-user profile of
+    docs/performance.md); a `RawFunctionTool` carries its schema as it is. The engine
+    still runs the real tools (`execute_function_call` on its own ToolContext)."""
+    if not tools:
+        return []
+    out: list[llm.Tool] = []
+    for schema in llm.ToolContext(list(tools)).parse_function_tools("openai", strict=strict):
+        out.append(llm.function_tool(_never_called, raw_schema=schema["function"]))
+    return out
+
+
 class TurnEngine:
     def __init__(self, settings: Settings, model: llm.LLM[Any], tools: Sequence[llm.Tool]) -> None:
         self._settings = settings
         self._llm = model
         self._tools = list(tools)
         self._tool_ctx = llm.ToolContext(self._tools)
+        self._described = schema_only(self._tools)  # what each LLM request sends
         self._system_prompt = settings.system_prompt()
         self._conn = APIConnectOptions(
             max_retry=settings.llm_retries, retry_interval=0.5, timeout=settings.llm_timeout
@@ -142,7 +161,7 @@ class TurnEngine:
         chat_ctx = self._chat_context(history)
         text_parts = state.text_parts
         for step in range(self._settings.max_tool_steps + 1):
-            tools = self._tools if step < self._settings.max_tool_steps else []
+            tools = self._described if step < self._settings.max_tool_steps else []
             first_part = len(text_parts)
             calls, state.usage = await self._llm_step(
                 chat_ctx, tools, emit, coalescer, text_parts, state.usage
