@@ -3,7 +3,8 @@
 `python -m bench.echo --rooms r1,r2,...` (LIVEKIT_* from the environment); writes
 `ready` to stdout once it is in every room. With `--on-go` it writes `up` first and
 joins when a line comes on stdin (a burst: it joins as a dispatched bot would). Native
-logs stay in Rust, as in our worker: the floor is the cheapest participant there is.
+logs stay in Rust and each room gets only its own FFI events, as in our worker: the
+floor is the cheapest participant there is.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from livekit import rtc
 
 from bot.room import native_logs
 
-from .load import ECHO_IDENTITY, token_for
+from .load import ECHO_IDENTITY, connect_bare, token_for
 
 
 async def join(name: str, tasks: set[asyncio.Task[None]]) -> rtc.Room:
@@ -38,7 +39,7 @@ async def join(name: str, tasks: set[asyncio.Task[None]]) -> rtc.Room:
         task.add_done_callback(tasks.discard)
 
     room.on("data_received", on_data)
-    await room.connect(os.environ["LIVEKIT_URL"], token_for(name, ECHO_IDENTITY))
+    await connect_bare(room, os.environ["LIVEKIT_URL"], token_for(name, ECHO_IDENTITY))
     await room.local_participant.set_attributes({"echo": "1"})
     return room
 

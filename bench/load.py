@@ -22,10 +22,20 @@ from livekit import rtc
 from bot.client.bot_client import BotClient
 from bot.config import Settings
 from bot.protocol.outbound import BotMessage
+from bot.room import ffi_routing, native_logs
 from bot.room.tokens import mint_token
 
 ECHO_IDENTITY = "echo"
 Marks = dict[str, float]
+
+
+async def connect_bare(room: rtc.Room, url: str, token: str) -> None:
+    """A bare participant as cheap as BotClient's (its native logs in Rust, only its own
+    room's FFI events): the load generator costs the same whatever system it measures."""
+    native_logs.quiet()
+    ffi_routing.install()
+    await room.connect(url, token)
+    ffi_routing.bind(room)
 
 
 def token_for(room: str, identity: str, agent: str = "") -> str:
@@ -120,7 +130,7 @@ class PeerUser:
         task.add_done_callback(self.readers.discard)
 
     async def connect(self, room: str, identity: str, agent: str) -> None:
-        await self.room.connect(os.environ["LIVEKIT_URL"], token_for(room, identity, agent))
+        await connect_bare(self.room, os.environ["LIVEKIT_URL"], token_for(room, identity, agent))
         await self.room.local_participant.set_attributes({"bench": "1"})
         await _until_participant(
             self.room, lambda p: p.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
@@ -143,7 +153,7 @@ class EchoUser:
         self.room.on("data_received", lambda p: self.back.put_nowait(time.perf_counter()))
 
     async def connect(self, room: str, identity: str, agent: str) -> None:
-        await self.room.connect(os.environ["LIVEKIT_URL"], token_for(room, identity))
+        await connect_bare(self.room, os.environ["LIVEKIT_URL"], token_for(room, identity))
         await self.room.local_participant.set_attributes({"bench": "1"})
         await _until_participant(self.room, lambda p: p.identity == ECHO_IDENTITY)
         # the same handshake our client does: until the echo has seen us join, it cannot
