@@ -74,8 +74,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     verbose = dev and args.verbose
     settings = _check_worker_settings(**({"log_level": "DEBUG"} if verbose else {}))
     setup_logging(settings.log_level)
-    child = getattr(args, "child", None)
-    if not dev and child is None:
+    child = getattr(args, "child", False)  # `dev` has no such option
+    if not dev and not child:
         from .room import processes
 
         n = processes.count(settings)
@@ -85,7 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             return 0
     from .room.worker import serve
 
-    asyncio.run(serve(settings, dev=dev, ready_file=args.ready_file, child=child is not None))
+    asyncio.run(serve(settings, dev=dev, ready_file=args.ready_file, child=child))
     return 0
 
 
@@ -253,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _ready_option(p)
     # one of BOT_PROCESSES' processes (room/processes.py)
-    p.add_argument("--child", action="store_const", const=True, help=argparse.SUPPRESS)
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(

@@ -73,13 +73,12 @@ def start(*, log_level: str = "warn", timeout: float = 30.0, attempts: int = 3) 
     """Start the server and wait (bounded) until its health check answers OK. A port
     picked free may be taken before the server binds it (by any process on the box):
     then it starts again on other ports."""
-    for attempt in range(attempts):
+    for _ in range(attempts - 1):
         try:
             return _start(log_level, timeout)
         except PortTaken:
-            if attempt == attempts - 1:
-                raise
-    raise AssertionError("unreachable")
+            continue
+    return _start(log_level, timeout)
 
 
 class PortTaken(RuntimeError):

@@ -4,12 +4,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..core import metrics
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+async def serve_http(
+    routes: Mapping[str, Handler], host: str, port: int
+) -> tuple[web.AppRunner, int]:
+    """GET `routes` on host:port (0: a free port); the runner, and the port bound."""
+    app = web.Application()
+    for path, handler in routes.items():
+        app.router.add_get(path, handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    sockets = getattr(site._server, "sockets", None) or []
+    return runner, sockets[0].getsockname()[1] if sockets else port
 
 
 class Rooms(Protocol):
@@ -34,17 +52,9 @@ class HealthServer:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def start(self, host: str, port: int) -> None:
-        app = web.Application()
-        app.router.add_get("/", self._health)
-        app.router.add_get("/worker", self._worker)
-        app.router.add_get("/metrics", self._metrics)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else port
+        self._runner, self.port = await serve_http(
+            {"/": self._health, "/worker": self._worker, "/metrics": self._metrics}, host, port
+        )
 
     async def aclose(self) -> None:
         if self._runner is not None:

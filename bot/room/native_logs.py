@@ -19,14 +19,11 @@ nothing changes (the SDK's own way to see native logs in Python).
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 
 from livekit.rtc import __version__ as rtc_version
 from livekit.rtc._ffi_client import FfiClient, ffi_event_callback
-
-log = logging.getLogger("bot")
 
 DEFAULT_RUST_LOG = "warn"
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -34,12 +35,20 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    generate_latest,
+)
 from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from ..config import Settings
+from ..core.tasks import supervise
+from .health import serve_http
 
 log = logging.getLogger("bot")
 
@@ -187,8 +196,6 @@ class Supervisor:
         return web.Response(text="OK")
 
     async def _worker(self, _request: web.Request) -> web.Response:
-        import json
-
         texts = await self._gather("/worker")
         return web.json_response(
             [
@@ -205,8 +212,6 @@ class Supervisor:
         )
 
     async def _metrics(self, _request: web.Request) -> web.Response:
-        from prometheus_client import generate_latest
-
         registry = CollectorRegistry()
         registry.register(Merged(await self._gather("/metrics")))
         body = generate_latest(registry) + generate_latest(self._own)
@@ -218,24 +223,20 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._stopping.set)
-        app = web.Application()
-        app.router.add_get("/", self._health)
-        app.router.add_get("/worker", self._worker)
-        app.router.add_get("/metrics", self._metrics)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "0.0.0.0", self._settings.http_port)
-        await site.start()
-        sockets = getattr(site._server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else self._settings.http_port
+        routes = {"/": self._health, "/worker": self._worker, "/metrics": self._metrics}
+        runner, self.port = await serve_http(routes, "0.0.0.0", self._settings.http_port)
         log.info(
             "%d worker processes (BOT_PROCESSES; one per core by default); HTTP on port %d: "
             "GET / (health), /worker, /metrics (Prometheus, all processes)",
             len(self.children),
             self.port,
         )
-        keepers = [asyncio.create_task(self._keep(c)) for c in self.children]
-        ready = asyncio.create_task(self._announce_ready())
+        # supervised: a keeper that fails (the process cannot be started) is logged at
+        # once, not only when its exception is gathered at shutdown
+        keepers = [
+            supervise(self._keep(c), name=f"worker process {c.index}") for c in self.children
+        ]
+        ready = supervise(self._announce_ready(), name="worker processes ready")
         try:
             await self._stopping.wait()
             log.info("shutting down %d worker processes", len(self.children))

@@ -57,8 +57,8 @@ async def serve(
 ) -> None:
     """Run until SIGINT/SIGTERM, then end every room (each sender gets its turn.end).
     `on_ready` is called once, when the worker first registered with LiveKit. A `child`
-    (one of `processes.py`'s) serves HTTP on a free loopback port, written next to its
-    ready file."""
+    (one of `processes.py`'s) serves HTTP on a free loopback port and tells its parent
+    on stdout: `port N`, then `ready WORKER_ID` at each registration."""
     local: LocalModelServer | None = None
     if settings.resolved_llm_mode() == "local":
         settings, local = await asyncio.to_thread(_use_local_model, settings)

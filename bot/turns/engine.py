@@ -73,12 +73,8 @@ def schema_only(tools: Sequence[llm.Tool], *, strict: bool = True) -> list[llm.T
     model made on the fly: 6.6% of the worker's CPU in the 20-user profile of
     docs/performance.md); a `RawFunctionTool` carries its schema as it is. The engine
     still runs the real tools (`execute_function_call` on its own ToolContext)."""
-    if not tools:
-        return []
-    out: list[llm.Tool] = []
-    for schema in llm.ToolContext(list(tools)).parse_function_tools("openai", strict=strict):
-        out.append(llm.function_tool(_never_called, raw_schema=schema["function"]))
-    return out
+    schemas = llm.ToolContext(list(tools)).parse_function_tools("openai", strict=strict)
+    return [llm.function_tool(_never_called, raw_schema=s["function"]) for s in schemas]
 
 
 class TurnEngine:
