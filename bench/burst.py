@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import statistics
@@ -26,18 +25,22 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import psutil
-from livekit import api
-
 from bot.client.bot_client import BotClient
 from bot.config import Settings
 from bot.dev import livekit_server
 from bot.dev.processes import stop_process
 from bot.room.tokens import mint_token
 
-from .load import SYSTEMS
-from .report import machine, md_table, publish_section
-from .stack import PEER_AGENT, ROOT, Stack, start_server_and_llm
+from .answers import NAMES, Answers, answers_table, first_answers
+from .report import fmt, machine, publish_section
+from .stack import (
+    ROOT,
+    Stack,
+    cpu_seconds,
+    drain,
+    nearest_rank,
+    start_server_and_llm,
+)
 
 BOUND_S = 120.0  # a bot later than this counts as never
 MARK_START, MARK_END = "<!-- burst:start -->", "<!-- burst:end -->"
@@ -55,13 +58,6 @@ class Burst:
     cpu_worker_s: float  # CPU seconds over the burst: our worker
     cpu_server_s: float  # livekit-server
     cpu_clients_s: float  # the load generator (this process)
-
-
-def _pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def _one(
@@ -84,24 +80,8 @@ async def _one(
     return True, time.monotonic() - started
 
 
-async def _drain(lk: livekit_server.DevServer, timeout: float = 120) -> None:
-    """Wait (bounded) until the server has closed every room (the bots have left)."""
-    http = lk.url.replace("ws://", "http://")
-    deadline = time.monotonic() + timeout
-    async with api.LiveKitAPI(http, lk.api_key, lk.api_secret) as lkapi:
-        while time.monotonic() < deadline:
-            if not (await lkapi.room.list_rooms(api.ListRoomsRequest())).rooms:
-                return
-            await asyncio.sleep(1)
-
-
 def _redispatches(log: Path) -> int:
     return log.read_text(errors="replace").count("a room has people but no bot")
-
-
-def _cpu(pid: int) -> float:
-    t = psutil.Process(pid).cpu_times()
-    return t.user + t.system
 
 
 @dataclass
@@ -135,11 +115,15 @@ async def _floor_connects(url: str, key: str, secret: str, n: int, quiet: bool) 
         )
         return time.monotonic() - started
 
-    cpu0 = _cpu(os.getpid())
+    cpu0 = cpu_seconds(os.getpid())
     times = await asyncio.gather(*(one(i, r) for i, r in enumerate(rooms)))
-    cpu = _cpu(os.getpid()) - cpu0
+    cpu = cpu_seconds(os.getpid()) - cpu0
     await asyncio.gather(*(r.disconnect() for r in rooms))
-    return {"p50_s": statistics.median(times), "p99_s": _pct(times, 0.99) or 0.0, "cpu_s": cpu}
+    return {
+        "p50_s": statistics.median(times),
+        "p99_s": nearest_rank(times, 0.99) or 0.0,
+        "cpu_s": cpu,
+    }
 
 
 async def floor(lk: livekit_server.DevServer, n: int, quiet: bool) -> Floor:
@@ -160,132 +144,34 @@ async def floor(lk: livekit_server.DevServer, n: int, quiet: bool) -> Floor:
         stdout=asyncio.subprocess.PIPE,
     )
     out, _ = await asyncio.wait_for(proc.communicate(), BOUND_S)
-    await _drain(lk)
+    await drain(lk)
     return Floor(rooms=n, quiet=quiet, **json.loads(out.decode().strip().splitlines()[-1]))
 
 
 async def burst(lk: livekit_server.DevServer, n: int, log: Path, worker: int) -> Burst:
     before = _redispatches(log)
     pids = (worker, lk.process.pid, os.getpid())
-    cpu0 = [_cpu(p) for p in pids]
+    cpu0 = [cpu_seconds(p) for p in pids]
     tag = uuid.uuid4().hex[:6]
     clients: list[BotClient] = []
     outcomes = await asyncio.gather(*(_one(lk, f"burst-{tag}-{i}", clients) for i in range(n)))
     await asyncio.gather(*(c.disconnect() for c in clients), return_exceptions=True)
     ok = [t for _, t in outcomes if t is not None]
-    cpu = [_cpu(p) - c for p, c in zip(pids, cpu0, strict=True)]
+    cpu = [cpu_seconds(p) - c for p, c in zip(pids, cpu0, strict=True)]
     after = _redispatches(log)
-    await _drain(lk)
+    await drain(lk)
     return Burst(
         rooms=n,
         connected=sum(1 for c, _ in outcomes if c),
         joined=len(ok),
         p50_s=statistics.median(ok) if ok else None,
-        p99_s=_pct(ok, 0.99),
+        p99_s=nearest_rank(ok, 0.99),
         max_s=max(ok) if ok else None,
         by_watchdog=after - before,
         cpu_worker_s=cpu[0],
         cpu_server_s=cpu[1],
         cpu_clients_s=cpu[2],
     )
-
-
-@dataclass
-class Answers:
-    """N rooms at once, one user each: room created → the first text of the answer to
-    the user's first message. The same clock for every system."""
-
-    system: str
-    rooms: int
-    answered: int
-    p50_s: float | None
-    p99_s: float | None
-    cpu_bot_s: float  # the bot side: our worker, the AgentSession worker tree, the echo
-    cpu_server_s: float
-    cpu_clients_s: float
-
-
-def _tree_cpu(pid: int) -> float:
-    root = psutil.Process(pid)
-    total = 0.0
-    for p in [root, *root.children(recursive=True)]:
-        with contextlib.suppress(psutil.Error):
-            total += _cpu(p.pid)
-    return total
-
-
-async def first_answers(stack: Stack, system: str, n: int, bot_pid: int | None) -> Answers:
-    """`system`: ours (automatic dispatch), peer (AgentSession, dispatched by the
-    token), echo (a bare participant joining at the same moment as the users)."""
-    tag = uuid.uuid4().hex[:6]
-    rooms = [f"answer-{system}-{tag}-{i}" for i in range(n)]
-    echo = stack.start_echo(rooms, on_go=True) if system == "echo" else None
-    bot = echo.pid if echo is not None else bot_pid
-    assert bot is not None
-    users = [SYSTEMS[system]() for _ in range(n)]
-    agent = PEER_AGENT if system == "peer" else ""
-
-    failures: list[str] = []
-
-    async def one(room: str, user: object) -> float | None:
-        started = time.perf_counter()
-        try:
-            await asyncio.wait_for(user.connect(room, "user", agent), BOUND_S)  # type: ignore[attr-defined]
-            marks = await asyncio.wait_for(user.turn("hi"), BOUND_S)  # type: ignore[attr-defined]
-        except Exception as e:
-            failures.append(f"{type(e).__name__}: {e}")
-            return None
-        return float(marks["first"]) - started
-
-    pids = (bot, stack.lk.process.pid, os.getpid())
-    cpu0 = [_tree_cpu(p) for p in pids]
-    if echo is not None:
-        assert echo.stdin is not None
-        echo.stdin.write(b"go\n")
-        echo.stdin.flush()
-    times = await asyncio.gather(*(one(r, u) for r, u in zip(rooms, users, strict=True)))
-    cpu = [_tree_cpu(p) - c for p, c in zip(pids, cpu0, strict=True)]
-    await asyncio.gather(*(u.close() for u in users), return_exceptions=True)
-    if echo is not None:
-        stop_process(echo, 20)
-    await _drain(stack.lk)
-    ok = [t for t in times if t is not None]
-    if failures:
-        print(f"  {system}: {len(failures)} without an answer, e.g. {failures[0]}", flush=True)
-    return Answers(
-        system=system,
-        rooms=n,
-        answered=len(ok),
-        p50_s=statistics.median(ok) if ok else None,
-        p99_s=_pct(ok, 0.99),
-        cpu_bot_s=cpu[0],
-        cpu_server_s=cpu[1],
-        cpu_clients_s=cpu[2],
-    )
-
-
-NAMES = {"ours": "lkbot", "peer": "AgentSession", "echo": "echo floor"}
-
-
-def answers_table(results: list[Answers]) -> str:
-    header = ["rooms at once", "system", "answered", "first answer p50 (s)", "p99 (s)"]
-    header.append("CPU s: bot side / livekit-server / clients")
-    rows = [
-        [
-            str(a.rooms),
-            NAMES[a.system],
-            f"{a.answered}/{a.rooms}",
-            _f(a.p50_s),
-            _f(a.p99_s),
-            f"{a.cpu_bot_s:.1f} / {a.cpu_server_s:.1f} / {a.cpu_clients_s:.1f}",
-        ]
-        for a in results
-    ]
-    return md_table(header, rows)
-
-
-def _f(v: float | None) -> str:
-    return "–" if v is None else f"{v:.2f}"
 
 
 Floors = dict[tuple[int, bool], Floor]  # (rooms, quiet) -> floor
@@ -311,7 +197,7 @@ def table(results: list[Burst], floors: Floors) -> str:
         ]
         lines.append(
             f"| {b.rooms} | {b.connected}/{b.rooms} | {b.joined}/{b.connected} "
-            f"| {_f(b.p50_s)} | {_f(b.p99_s)} | {_f(b.max_s)} | {' · '.join(cells)} "
+            f"| {fmt(b.p50_s, 2)} | {fmt(b.p99_s, 2)} | {fmt(b.max_s, 2)} | {' · '.join(cells)} "
             f"| {' · '.join(ratios) or '–'} "
             f"| {b.cpu_worker_s:.1f} / {b.cpu_server_s:.1f} / {b.cpu_clients_s:.1f} "
             f"| {b.by_watchdog} |"
@@ -378,7 +264,7 @@ async def run(sizes: list[int], repeat: int, answer_sizes: list[int]) -> tuple[R
     def show(a: Answers) -> None:
         print(
             f"  first answer, {NAMES[a.system]}, {a.rooms} rooms: {a.answered}/{a.rooms}, "
-            f"p50 {_f(a.p50_s)} s, p99 {_f(a.p99_s)} s",
+            f"p50 {fmt(a.p50_s, 2)} s, p99 {fmt(a.p99_s, 2)} s",
             flush=True,
         )
         answers.append(a)
@@ -394,7 +280,7 @@ async def run(sizes: list[int], repeat: int, answer_sizes: list[int]) -> tuple[R
             b = await burst(lk, n, log, ours.pid)
             print(
                 f"  {n} rooms: clients in {b.connected}/{n}, bot joined "
-                f"{b.joined}/{b.connected}, p50 {_f(b.p50_s)} s, p99 {_f(b.p99_s)} s, "
+                f"{b.joined}/{b.connected}, p50 {fmt(b.p50_s, 2)} s, p99 {fmt(b.p99_s, 2)} s, "
                 f"watchdog {b.by_watchdog}, CPU s worker {b.cpu_worker_s:.1f} server "
                 f"{b.cpu_server_s:.1f} clients {b.cpu_clients_s:.1f}",
                 flush=True,
@@ -403,7 +289,7 @@ async def run(sizes: list[int], repeat: int, answer_sizes: list[int]) -> tuple[R
     for n in answer_sizes:
         show(await first_answers(stack, "ours", n, ours.pid))
     stop_process(ours, 30)
-    await _drain(lk)
+    await drain(lk)
     peer = stack.start_peer()
     for n in answer_sizes:
         show(await first_answers(stack, "peer", n, peer.pid))

@@ -35,18 +35,12 @@ from bot.config import Settings
 from bot.dev.processes import stop_process
 from bot.room.tokens import mint_token
 
-from .burst import _drain
 from .report import machine, md_table, publish_section
-from .stack import ROOT, Stack, start_server_and_llm
+from .stack import ROOT, Stack, cpu_seconds, drain, start_server_and_llm
 
 MARK_START, MARK_END = "<!-- idle:start -->", "<!-- idle:end -->"
 ROOMS_PER_GENERATOR = 100  # clients (connections) per load-generator process
 SETTLE_S = 5.0  # after the last join, before measuring
-
-
-def _cpu(p: psutil.Process) -> float:
-    t = p.cpu_times()
-    return t.user + t.system
 
 
 def _pss_mb(p: psutil.Process) -> float:
@@ -80,13 +74,13 @@ async def sample(pids: list[int], seconds: float) -> Sample:
     """CPU ms per second of these processes over `seconds` (by thread name for the
     first), and their PSS at the end."""
     procs = [psutil.Process(p) for p in pids]
-    c0, th0, t0 = sum(_cpu(p) for p in procs), threads(pids[0]), time.monotonic()
+    c0, th0, t0 = sum(cpu_seconds(p) for p in pids), threads(pids[0]), time.monotonic()
     await asyncio.sleep(seconds)
     elapsed = time.monotonic() - t0
     th1 = threads(pids[0])
     by_thread = {k: 1000 * (v - th0.get(k, 0.0)) / elapsed for k, v in th1.items()}
     return Sample(
-        1000 * (sum(_cpu(p) for p in procs) - c0) / elapsed,
+        1000 * (sum(cpu_seconds(p) for p in pids) - c0) / elapsed,
         sum(_pss_mb(p) for p in procs),
         {k: v for k, v in by_thread.items() if v > 0},
     )
@@ -214,7 +208,7 @@ async def floor(stack: Stack, n: int, seconds: float, kind: str) -> Idle:
     await asyncio.sleep(SETTLE_S)
     after = await sample([pid], seconds)
     await holder.close()
-    await _drain(stack.lk)  # else the worker's watchdog brings bots to the floor's rooms
+    await drain(stack.lk)  # else the worker's watchdog brings bots to the floor's rooms
     what = (
         "bare rtc.Room, livekit.rtc defaults"
         if kind == "sdk"
@@ -237,7 +231,7 @@ async def ours(stack: Stack, worker: int, rooms: int, users: int, seconds: float
     generator = await gen
     for h in holders:
         await h.close()
-    await _drain(stack.lk)
+    await drain(stack.lk)
     return Idle("lkbot worker", rooms, users, before, after, generator.cpu_ms_s, len(holders))
 
 

@@ -18,7 +18,7 @@ from .run import PROFILES
 Row = dict[str, Any]
 
 
-def _f(value: Any, digits: int = 1) -> str:
+def fmt(value: Any, digits: int = 1) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     return f"{value:,.{digits}f}"
@@ -59,8 +59,8 @@ def tables(rows: list[Row]) -> str:
         r = _get(rows, "echo", "floor", n)
         if r:
             out.append(
-                f"| {n} | {_f(r['end_p50'])} | {_f(r['end_p90'])} | {_f(r['end_p99'])} "
-                f"| {_f(r.get('turns_per_s'))} | {r['errors']} |"
+                f"| {n} | {fmt(r['end_p50'])} | {fmt(r['end_p90'])} | {fmt(r['end_p99'])} "
+                f"| {fmt(r.get('turns_per_s'))} | {r['errors']} |"
             )
     for profile, spec in PROFILES.items():
         out.append(f"\n### Profile `{profile}`: {spec['about']}\n")
@@ -79,10 +79,10 @@ def tables(rows: list[Row]) -> str:
                 if r is None:
                     continue
                 out.append(
-                    f"| {n} | {label} | {_f(r['first_p50'])} / {_f(r['first_p99'])} "
-                    f"| {_f(r['end_p50'])} / {_f(r['end_p99'])} | {_f(r['ack_p50'])} "
-                    f"| {_f(r.get('turns_per_s'), 2)} | {_f(r.get('cpu_ms_per_turn'))} "
-                    f"| {_f(r.get('pss_mb_per_session'))} | {r['errors']} |"
+                    f"| {n} | {label} | {fmt(r['first_p50'])} / {fmt(r['first_p99'])} "
+                    f"| {fmt(r['end_p50'])} / {fmt(r['end_p99'])} | {fmt(r['ack_p50'])} "
+                    f"| {fmt(r.get('turns_per_s'), 2)} | {fmt(r.get('cpu_ms_per_turn'))} "
+                    f"| {fmt(r.get('pss_mb_per_session'))} | {r['errors']} |"
                 )
     return "\n".join(out) + "\n"
 
@@ -106,7 +106,7 @@ def headline(rows: list[Row]) -> str:
                 tps = f"{ours['turns_per_s'] / peer['turns_per_s']:.2f}"
             if peer and peer.get("cpu_ms_per_turn") and ours.get("cpu_ms_per_turn"):
                 cpu = f"{ours['cpu_ms_per_turn'] / peer['cpu_ms_per_turn']:.2f}"
-            out.append(f"| {profile} | {n} | {_f(over[0])} | {_f(over[1])} | {tps} | {cpu} |")
+            out.append(f"| {profile} | {n} | {fmt(over[0])} | {fmt(over[1])} | {tps} | {cpu} |")
     return "\n".join(out) + "\n"
 
 
@@ -115,8 +115,8 @@ def micro_table(bench: dict[str, Any]) -> str:
     for b in bench.get("benchmarks", []):
         s = b["stats"]
         out.append(
-            f"| {b['name'].removeprefix('test_')} | {_f(s['mean'] * 1e6, 2)} "
-            f"| {_f(s['stddev'] * 1e6, 2)} | {s['rounds']} |"
+            f"| {b['name'].removeprefix('test_')} | {fmt(s['mean'] * 1e6, 2)} "
+            f"| {fmt(s['stddev'] * 1e6, 2)} | {s['rounds']} |"
         )
     return "\n".join(out) + "\n"
 

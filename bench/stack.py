@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -12,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+from livekit import api
 
 from bot.dev import livekit_server
 from bot.dev.processes import free_port, stop_process, wait_until
@@ -140,6 +143,41 @@ def start_server_and_llm() -> Stack:
         timeout=30,
     )
     return stack
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far."""
+    t = psutil.Process(pid).cpu_times()
+    return t.user + t.system
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and of its descendants alive now."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            total += cpu_seconds(proc.pid)
+    return total
+
+
+def nearest_rank(values: list[float], q: float) -> float | None:
+    """The q-quantile (0..1) by nearest rank, or None with no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def drain(lk: livekit_server.DevServer, timeout: float = 120) -> None:
+    """Wait (bounded) until the server has closed every room (the bots have left)."""
+    http = lk.url.replace("ws://", "http://")
+    deadline = time.monotonic() + timeout
+    async with api.LiveKitAPI(http, lk.api_key, lk.api_secret) as lkapi:
+        while time.monotonic() < deadline:
+            if not (await lkapi.room.list_rooms(api.ListRoomsRequest())).rooms:
+                return
+            await asyncio.sleep(1)
 
 
 class TreeSampler:
