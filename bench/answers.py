@@ -17,7 +17,7 @@ from bot.dev.processes import stop_process
 
 from .load import SYSTEMS, User
 from .report import fmt, md_table
-from .stack import PEER_AGENT, Stack, drain, nearest_rank, tree_cpu_seconds
+from .stack import PEER_AGENT, Stack, cpu_seconds, drain, nearest_rank, tree_cpu_seconds
 
 BOUND_S = 120.0  # an answer later than this counts as never
 
@@ -60,14 +60,22 @@ async def first_answers(stack: Stack, system: str, n: int, bot_pid: int | None) 
             return None
         return float(marks["first"]) - started
 
-    pids = (bot, stack.lk.process.pid, os.getpid())
-    cpu0 = [tree_cpu_seconds(p) for p in pids]
+    # the bot side and the server with their children (AgentSession's job processes);
+    # the load generator alone: its children are the server, the LLM and the workers
+    def cpu() -> list[float]:
+        return [
+            tree_cpu_seconds(bot),
+            tree_cpu_seconds(stack.lk.process.pid),
+            cpu_seconds(os.getpid()),
+        ]
+
+    cpu0 = cpu()
     if echo is not None:
         assert echo.stdin is not None
         echo.stdin.write(b"go\n")
         echo.stdin.flush()
     times = await asyncio.gather(*(one(r, u) for r, u in zip(rooms, users, strict=True)))
-    cpu = [tree_cpu_seconds(p) - c for p, c in zip(pids, cpu0, strict=True)]
+    used = [c1 - c0 for c1, c0 in zip(cpu(), cpu0, strict=True)]
     await asyncio.gather(*(u.close() for u in users), return_exceptions=True)
     if echo is not None:
         stop_process(echo, 20)
@@ -81,9 +89,9 @@ async def first_answers(stack: Stack, system: str, n: int, bot_pid: int | None) 
         answered=len(ok),
         p50_s=statistics.median(ok) if ok else None,
         p99_s=nearest_rank(ok, 0.99),
-        cpu_bot_s=cpu[0],
-        cpu_server_s=cpu[1],
-        cpu_clients_s=cpu[2],
+        cpu_bot_s=used[0],
+        cpu_server_s=used[1],
+        cpu_clients_s=used[2],
     )
 
 

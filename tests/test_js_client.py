@@ -42,7 +42,10 @@ def _node(script: str, stdin: str = "") -> str:
 def test_unit_tests() -> None:
     _built()
     out = subprocess.run(
-        ["node", "--test", "test/chunks.test.mjs"], cwd=JS, capture_output=True, text=True
+        ["node", "--test", "test/chunks.test.mjs", "test/handshake.test.mjs"],
+        cwd=JS,
+        capture_output=True,
+        text=True,
     )
     assert out.returncode == 0, out.stdout + out.stderr
 

@@ -132,15 +132,17 @@ class BotClient:
 
         A packet sent in the first moments after joining can reach the bot before
         the bot has seen its sender join; the bot cannot tell who sent it and drops
-        it. Each try uses a new id, so no message goes unanswered once it is seen."""
+        it. Each try uses a new id, so no message goes unanswered once it is seen; the
+        answer to any try counts (on a busy box one may come after the next was sent)."""
         wait = first_wait
+        sent: list[str] = []
         for _ in range(attempts):
             body: dict[str, Any] = {"type": "session.hello", "client": {"name": "lkbot-client"}}
             if resume:
                 body["resume"] = {"last_seq": self.last_seq}
             try:
-                msg_id = await self.send(body)
-                await self.wait_for(self._answered(msg_id), wait)
+                sent.append(await self.send(body))
+                await self.wait_for(lambda _: self._first_answer(sent) is not None, wait)
             except TimeoutError:
                 wait = min(wait * 2, 4.0)
                 continue
@@ -149,7 +151,8 @@ class BotClient:
                 await asyncio.sleep(wait)
                 wait = min(wait * 2, 4.0)
                 continue
-            answer = self.answer_to(msg_id)
+            answer = self._first_answer(sent)
+            sent.clear()  # what the earlier tries get from now on no longer counts
             if resume and isinstance(answer, Error) and answer.code == "resume_gap":
                 # what we missed is gone (or the bot lost the conversation): start
                 # from what comes next; history.get has the conversation
@@ -322,6 +325,9 @@ class BotClient:
 
     def _answered(self, msg_id: str) -> Pred:
         return lambda _: self.answer_to(msg_id) is not None
+
+    def _first_answer(self, ids: list[str]) -> BotMessage | None:
+        return next((a for i in ids if (a := self.answer_to(i)) is not None), None)
 
     def answer_to(self, msg_id: str) -> BotMessage | None:
         return next(

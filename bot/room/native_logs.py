@@ -15,6 +15,9 @@ replaces the configuration). Native records then go to Rust's `env_logger` on st
 filtered by `RUST_LOG` there, in Rust, at no cost for what is filtered out. `RUST_LOG`
 defaults to `warn`, so warnings and errors still show. With `LIVEKIT_RTC_DEBUG` set,
 nothing changes (the SDK's own way to see native logs in Python).
+
+It also keeps the SDK's per-connect OS probe from running `lsb_release` (`os_probe.py`):
+the other process-wide setting that makes each join cheaper.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import threading
 
 from livekit.rtc import __version__ as rtc_version
 from livekit.rtc._ffi_client import FfiClient, ffi_event_callback
+
+from . import os_probe
 
 DEFAULT_RUST_LOG = "warn"
 
@@ -44,6 +49,7 @@ def quiet() -> bool:
             return True
         if debugging():
             return False
+        os_probe.skip()
         unset = "RUST_LOG" not in os.environ
         if unset:  # read once, when the FFI server is built (FfiClient's first use)
             os.environ["RUST_LOG"] = DEFAULT_RUST_LOG

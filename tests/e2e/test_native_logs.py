@@ -7,15 +7,18 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from bot.dev import livekit_server
 
 
-def probe(lk: livekit_server.DevServer, mode: str) -> dict[str, int]:
+def probe(lk: livekit_server.DevServer, mode: str, path: str | None = None) -> dict[str, int]:
     env = {k: v for k, v in os.environ.items() if k not in ("LIVEKIT_RTC_DEBUG", "RUST_LOG")}
     env.update(LIVEKIT_URL=lk.url, LIVEKIT_API_KEY=lk.api_key, LIVEKIT_API_SECRET=lk.api_secret)
+    if path is not None:
+        env["PATH"] = path
     out = subprocess.run(
         [sys.executable, "-m", "tests.e2e.native_logs_probe", mode],
         env=env,
@@ -46,3 +49,23 @@ def test_rtc_debug_keeps_the_sdk_behaviour(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("LIVEKIT_RTC_DEBUG", "1")
     monkeypatch.setattr(native_logs, "_quiet", False)
     assert native_logs.quiet() is False
+
+
+@pytest.mark.timeout(300)
+def test_quiet_connects_without_running_lsb_release(
+    lk: livekit_server.DevServer, tmp_path: Path
+) -> None:
+    """The SDK's OS probe runs `lsb_release` on every connect; after quiet() it is not
+    run (os_probe.py), and the connect still works."""
+    runs = tmp_path / "runs"
+    spy = tmp_path / "bin" / "lsb_release"
+    spy.parent.mkdir()
+    spy.write_text(f"#!/bin/sh\necho run >> {runs}\necho 'Distributor ID: Debian'\n")
+    spy.chmod(0o755)
+    path = f"{spy.parent}{os.pathsep}{os.environ.get('PATH', os.defpath)}"
+    probe(lk, "sdk", path)
+    assert runs.exists() and len(runs.read_text().splitlines()) >= 1  # the spy sees the SDK's
+    runs.unlink()
+    quiet = probe(lk, "quiet", path)
+    assert not runs.exists(), runs.read_text()
+    assert quiet.get("connect", 0) == 1, quiet

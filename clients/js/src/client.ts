@@ -65,6 +65,13 @@ export class LkbotError extends Error {
   }
 }
 
+/** What `p` settles with within `ms`, or null. */
+function within<T>(p: Promise<T>, ms: number): Promise<T | null> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), ms)));
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
@@ -247,40 +254,57 @@ export class LkbotClient {
   /**
    * `session.hello` until `session.ready` arrives, with backoff (250 ms doubling to
    * 4 s), bounded by the timeout. A packet sent just after joining can reach the bot
-   * before it has seen us join; it cannot be answered, so each try has a new id.
+   * before it has seen us join; it cannot be answered, so each try has a new id. The
+   * answer to any try counts: on a busy box one may come after the next was sent.
    */
   private async handshake(resume: boolean): Promise<SessionReady> {
     const deadline = Date.now() + this.opts.timeoutMs;
     let wait = 250;
-    for (;;) {
-      if (this.closed) throw new Error("disconnected");
-      const body: Body<SessionHello> = { type: "session.hello", client: this.opts.client };
-      if (resume) body.resume = { last_seq: this.lastSeq };
-      let answer: Answer | null = null;
-      try {
+    const ids: string[] = [];
+    let settle: (a: Answer) => void = () => undefined;
+    let answered = new Promise<Answer>((resolve) => (settle = resolve));
+    const forget = (): void => {
+      for (const id of ids) this.answers.delete(id);
+      ids.length = 0;
+      answered = new Promise<Answer>((resolve) => (settle = resolve));
+    };
+    try {
+      for (;;) {
+        if (this.closed) throw new Error("disconnected");
+        const body: Body<SessionHello> = { type: "session.hello", client: this.opts.client };
+        if (resume) body.resume = { last_seq: this.lastSeq };
         const id = this.newId();
-        const pending = this.answerOf(id, wait);
-        pending.catch(() => undefined);
-        await this.post({ ...body, id });
-        answer = await pending;
-      } catch {
-        if (Date.now() + wait > deadline) throw new Error("the bot did not answer session.hello");
-        await sleep(Math.min(wait, 250));
-        wait = Math.min(wait * 2, 4000);
-        continue;
+        ids.push(id);
+        this.answers.set(id, (msg) => settle(msg));
+        let answer: Answer | null = null;
+        try {
+          await this.post({ ...body, id });
+          answer = await within(answered, wait);
+        } catch {
+          answer = null; // not sent (e.g. while the connection is re-established)
+        }
+        if (answer === null) {
+          if (Date.now() + wait > deadline) throw new Error("the bot did not answer session.hello");
+          await sleep(Math.min(wait, 250));
+          wait = Math.min(wait * 2, 4000);
+          continue;
+        }
+        forget(); // what the earlier tries get from now on no longer counts
+        if (answer.type === "session.ready") {
+          this.ready = answer;
+          return answer;
+        }
+        if (resume && answer.type === "error" && answer.code === "resume_gap") {
+          // what we missed is gone: start from what comes next (history.get has it all)
+          resume = false;
+          this.lastSeq = 0;
+          this.ahead.clear();
+          continue;
+        }
+        throw new LkbotError(answer as BotError);
       }
-      if (answer.type === "session.ready") {
-        this.ready = answer;
-        return answer;
-      }
-      if (resume && answer.type === "error" && answer.code === "resume_gap") {
-        // what we missed is gone: start from what comes next (history.get has it all)
-        resume = false;
-        this.lastSeq = 0;
-        this.ahead.clear();
-        continue;
-      }
-      throw new LkbotError(answer as BotError);
+    } finally {
+      forget();
     }
   }
 

@@ -1,0 +1,77 @@
+"""BotClient's handshake, with the room stubbed out: what it sends is answered by a
+script here, what comes back goes through the client's own receiving path."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from bot.client.bot_client import BotClient
+from bot.protocol.outbound import Limits, SessionReady
+
+
+def ready(reply_to: str, seq: int) -> SessionReady:
+    limits = Limits(
+        max_packet=15000,
+        max_text_chars=8000,
+        max_message_bytes=65536,
+        max_queue=8,
+        rate_burst=10,
+        rate_per_second=2.0,
+        history_max_items=50,
+    )
+    return SessionReady(
+        id=f"b{seq}",
+        seq=seq,
+        ts=1,
+        reply_to=reply_to,
+        protocol="1.0",
+        features=[],
+        limits=limits,
+        tools=[],
+    )
+
+
+class Scripted(BotClient):
+    """Hellos are recorded and go to `on_hello`; nothing reaches a room."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hellos: list[str] = []
+        self.on_hello = lambda: None
+
+    async def send_raw(self, payload: bytes | str, *, topic: str | None = None) -> None:
+        body: dict[str, Any] = json.loads(payload)
+        assert body["type"] == "session.hello"
+        self.hellos.append(body["id"])
+        asyncio.get_running_loop().call_soon(self.on_hello)
+
+    def receive(self, msg: SessionReady) -> None:
+        self.messages.append(msg)
+        self._notify()
+
+
+async def test_the_answer_to_an_earlier_hello_counts() -> None:
+    """On a busy box the first hello's answer can come after the second hello was sent;
+    it is as good as any. Here only the first hello is ever answered, and only once the
+    second has gone out: waiting for the newest one's answer alone never ends."""
+    client = Scripted()
+
+    def bot() -> None:
+        if len(client.hellos) == 2:
+            client.receive(ready(client.hellos[0], seq=1))
+
+    client.on_hello = bot
+    got = await asyncio.wait_for(client.hello(attempts=4, first_wait=0.05), 30)
+    assert got.reply_to == client.hellos[0]
+    assert len(client.hellos) == 2
+
+
+async def test_unanswered_hellos_end_after_the_attempts() -> None:
+    client = Scripted()
+    with pytest.raises(TimeoutError):
+        await client.hello(attempts=3, first_wait=0.01)
+    assert len(client.hellos) == 3
