@@ -108,6 +108,33 @@ async def test_tool_schemas_are_made_once_not_per_request(
     assert expected and all(r["tools"] == expected for r in llm_server.requests)
 
 
+async def test_tool_schemas_are_made_once_per_process_not_per_room(
+    bot: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each room has its own copy of the built-in tools (closures over that room); their
+    schemas are the same, made for the first room only."""
+    from livekit.agents.llm import utils
+
+    from bot.llm.endpoint import build_llm
+    from bot.llm.tools import load_tools
+    from bot.turns import engine
+
+    settings = bot.settings
+    monkeypatch.setattr(engine, "_schemas", {}, raising=False)
+    made: list[object] = []
+    real = utils.build_strict_openai_schema
+    monkeypatch.setattr(utils, "build_strict_openai_schema", lambda t: made.append(t) or real(t))
+    rooms = [
+        engine.TurnEngine(settings, build_llm(settings), load_tools(settings, lambda: []))
+        for _ in range(3)
+    ]
+    assert len(made) == len(rooms[0]._tools) > 0  # once a tool, for the first room
+    first, *others = [[t.info.raw_schema for t in e._described] for e in rooms]
+    assert all(o == first for o in others)
+    room0, room1 = ({t.info.name: t for t in e._tools} for e in rooms[:2])
+    assert room1["participants"] is not room0["participants"]  # each room's own, still
+
+
 async def test_sequential_and_parallel_tool_steps(bot: Harness) -> None:
     bot.send(
         "alice",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Sequence
@@ -67,14 +68,43 @@ def _never_called(**_: Any) -> Any:
     raise AssertionError("a schema-only tool is never called: the engine runs the tool itself")
 
 
+_schemas: dict[tuple[object, ...], dict[str, Any]] = {}  # the process's, by _schema_key
+
+
+def _schema_key(tool: llm.Tool, strict: bool) -> tuple[object, ...] | None:
+    """What a tool's schema is made from, where that is known: its name, description and
+    function's code (a room's own copy of a built-in tool, a closure over that room,
+    makes the same schema as every other room's); None: not kept."""
+    func: Any = getattr(tool, "__wrapped__", None)
+    code = getattr(func, "__code__", None)
+    info = getattr(tool, "info", None)
+    if code is None or not isinstance(info, FunctionToolInfo):
+        return None
+    return (strict, info.name, info.description, code, func.__defaults__, func.__kwdefaults__)
+
+
 def schema_only(tools: Sequence[llm.Tool], *, strict: bool = True) -> list[llm.Tool]:
-    """The tools as the LLM request describes them, built once. livekit-agents turns
-    each `FunctionTool`'s signature into a JSON schema for every request (a pydantic
-    model made on the fly: 6.6% of the worker's CPU in the 20-user profile of
-    docs/performance.md); a `RawFunctionTool` carries its schema as it is. The engine
-    still runs the real tools (`execute_function_call` on its own ToolContext)."""
-    schemas = llm.ToolContext(list(tools)).parse_function_tools("openai", strict=strict)
-    return [llm.function_tool(_never_called, raw_schema=s["function"]) for s in schemas]
+    """The tools as the LLM request describes them, built once per process. livekit-agents
+    turns each `FunctionTool`'s signature into a JSON schema for every request (a
+    pydantic model made on the fly: 6.6% of the worker's CPU in the 20-user profile of
+    docs/performance.md), and building them per room was 7.5% of the worker's Python
+    time in a 50-room burst; a `RawFunctionTool` carries its schema as it is. The
+    engine still runs the real tools (`execute_function_call` on its own ToolContext)."""
+    described: list[llm.Tool] = []
+    for tool in tools:
+        key = _schema_key(tool, strict)
+        try:
+            schema = _schemas[key] if key is not None else None
+        except (KeyError, TypeError):  # TypeError: unhashable defaults
+            schema = None
+        if schema is None:
+            ctx = llm.ToolContext([tool])
+            schema = ctx.parse_function_tools("openai", strict=strict)[0]["function"]
+            if key is not None:
+                with contextlib.suppress(TypeError):
+                    _schemas[key] = schema
+        described.append(llm.function_tool(_never_called, raw_schema=schema))
+    return described
 
 
 class TurnEngine:
