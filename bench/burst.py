@@ -9,7 +9,9 @@ room, and LiveKit dispatches at creation), then handshake. Join time is measured
 room from the start of the connect (room creation) to `session.ready`. A room whose bot
 does not come within the bound counts as not joined. Between bursts, the rooms are
 left and the worker is given time to release them. Rooms the dispatch watchdog had to
-re-dispatch are counted from the worker's log. Nothing here asserts on time.
+re-dispatch are counted from the worker's log. Then the same bursts of rooms created
+by the server API, with no client (`bench/created.py`): the bot's join alone. Nothing
+here asserts on time.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from bot.dev.processes import stop_process
 from bot.room.tokens import mint_token
 
 from .answers import NAMES, Answers, answers_table, first_answers
+from .created import Created, Webhooks, created_burst, created_table
 from .report import fmt, machine, publish_section
 from .stack import (
     ROOT,
@@ -210,6 +213,7 @@ class Run:
     bursts: list[Burst]
     floors: Floors
     answers: list[Answers]
+    created: list[Created]
 
 
 def section(run: Run, seconds: float) -> str:
@@ -231,6 +235,15 @@ def section(run: Run, seconds: float) -> str:
         "itself up, once with its native logs kept in Rust as our worker and clients run "
         "(`bot/room/native_logs.py`) (their CPU: "
         f"{floor_cpu}).\n\n" + table(run.bursts, run.floors) + "\n\n"
+        "### Rooms created by the API: the bot's join alone\n\n"
+        "An app's backend creates the room (`CreateRoom`) before it hands out tokens; "
+        "LiveKit dispatches the bot at creation. N rooms created at the same moment, "
+        "nobody else joining: one participant per room, the same work as the floor's "
+        "bare connects. Time = the room's `CreateRoom` call → its bot's participant is "
+        "active, as livekit-server's `participant_joined` webhook reports it (sent when "
+        "the participant's connection is up), taken when the webhook arrives.\n\n"
+        + created_table(run.created, run.floors)
+        + "\n\n"
         "### First answer in a new room, against AgentSession and the echo floor\n\n"
         "N users at once, each creating a room of its own and sending one message as soon "
         "as the bot is there; time = room created → the first text of the answer (ours: "
@@ -243,8 +256,10 @@ def section(run: Run, seconds: float) -> str:
     )
 
 
-async def run(sizes: list[int], repeat: int, answer_sizes: list[int]) -> tuple[Run, Stack]:
-    stack = start_server_and_llm()
+async def run(
+    sizes: list[int], repeat: int, answer_sizes: list[int], hooks: Webhooks
+) -> tuple[Run, Stack]:
+    stack = start_server_and_llm(webhook=await hooks.start())
     lk = stack.lk
     # bench.load's users (the first answers) read the server from the environment
     os.environ.update(
@@ -286,6 +301,17 @@ async def run(sizes: list[int], repeat: int, answer_sizes: list[int]) -> tuple[R
                 flush=True,
             )
             results.append(b)
+    created = []
+    for n in sizes:
+        for _ in range(repeat if n == max(sizes) else 1):
+            c = await created_burst(lk, hooks, n, ours.pid)
+            print(
+                f"  {n} rooms created by the API: bot in {c.joined}/{n}, p50 "
+                f"{fmt(c.p50_s, 2)} s, p99 {fmt(c.p99_s, 2)} s, CPU s worker "
+                f"{c.cpu_worker_s:.1f} server {c.cpu_server_s:.1f}",
+                flush=True,
+            )
+            created.append(c)
     for n in answer_sizes:
         show(await first_answers(stack, "ours", n, ours.pid))
     stop_process(ours, 30)
@@ -296,7 +322,7 @@ async def run(sizes: list[int], repeat: int, answer_sizes: list[int]) -> tuple[R
     stop_process(peer, 30)
     order = {"echo": 0, "ours": 1, "peer": 2}
     answers.sort(key=lambda a: (a.rooms, order[a.system]))
-    return Run(results, floors, answers), stack
+    return Run(results, floors, answers, created), stack
 
 
 async def _run_and_close(sizes: list[int], repeat: int, answer_sizes: list[int]) -> Run:
@@ -304,8 +330,10 @@ async def _run_and_close(sizes: list[int], repeat: int, answer_sizes: list[int])
     from bot.room import native_logs
 
     native_logs.quiet()  # the load generator's own cost, whatever system it talks to
-    result, stack = await run(sizes, repeat, answer_sizes)
+    hooks = Webhooks()
+    result, stack = await run(sizes, repeat, answer_sizes, hooks)
     stack.close()
+    await hooks.close()
     return result
 
 
@@ -340,6 +368,7 @@ def main() -> None:
     outcome = asyncio.run(_run_and_close(sizes, args.repeat, answer_sizes))
     text = section(outcome, time.monotonic() - started)
     print(table(outcome.bursts, outcome.floors))
+    print(created_table(outcome.created, outcome.floors))
     print(answers_table(outcome.answers))
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
@@ -347,6 +376,7 @@ def main() -> None:
         "bursts": [asdict(b) for b in outcome.bursts],
         "floors": [asdict(f) for f in outcome.floors.values()],
         "answers": [asdict(a) for a in outcome.answers],
+        "created": [asdict(c) for c in outcome.created],
     }
     (out / "burst.json").write_text(json.dumps(data, indent=2))
     if args.publish:

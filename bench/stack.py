@@ -58,6 +58,7 @@ class Stack:
     def start_ours(self, **env: str) -> subprocess.Popen[bytes]:
         """Our worker (`python -m bot start`) on the scripted LLM, once registered."""
         ready = self.logdir / "ours.ready"
+        ready.unlink(missing_ok=True)  # a worker started before in this stack left it
         ours = self.spawn(
             ["-m", "bot", "start", "--ready-file", str(ready)],
             "ours",
@@ -101,6 +102,7 @@ class Stack:
     def start_peer(self, **env: str) -> subprocess.Popen[bytes]:
         """LiveKit Agents' AgentSession worker (agent name PEER_AGENT), once registered."""
         ready = self.logdir / "peer.ready"
+        ready.unlink(missing_ok=True)
         peer = self.spawn(
             ["-m", "bench.peer_agent"],
             "peer",
@@ -128,9 +130,10 @@ def start_stack() -> Stack:
     return stack
 
 
-def start_server_and_llm() -> Stack:
-    """A loopback livekit-server and the scripted LLM; workers are the caller's."""
-    lk = livekit_server.start()
+def start_server_and_llm(webhook: str | None = None) -> Stack:
+    """A loopback livekit-server (posting its webhooks to `webhook`, if given) and the
+    scripted LLM; workers are the caller's."""
+    lk = livekit_server.start(webhook=webhook)
     port = free_port()
     stack = Stack(lk=lk, llm_url=f"http://127.0.0.1:{port}/v1")
     llm = stack.spawn(["-m", "bot.testing.llm_server", "--port", str(port)], "llm")

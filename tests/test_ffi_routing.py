@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from livekit.rtc._ffi_client import FfiQueue
 from livekit.rtc._proto import ffi_pb2 as proto_ffi
@@ -78,3 +79,32 @@ async def test_filters_still_apply_and_unsubscribed_queues_get_nothing() -> None
     assert [e.WhichOneof("message") for e in got_picky] == ["room_event"]
     assert got_gone == []
     assert router._by_handle == {} and router._handles == {}
+
+
+async def test_events_from_other_threads_arrive_in_order_with_one_wake_up_a_batch() -> None:
+    """The FFI calls in from its own threads; events that come before the loop has run
+    share one wake-up, and every queue gets its events in the order they came."""
+    import threading
+
+    router = RoutedFfiQueue()
+    a, b = router.subscribe(), router.subscribe()
+    loop = asyncio.get_running_loop()
+    wakeups = 0
+    real = loop.call_soon_threadsafe
+
+    def counting(*args: Any) -> asyncio.Handle:
+        nonlocal wakeups
+        wakeups += 1
+        return real(*args)
+
+    loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+    try:
+        t = threading.Thread(target=lambda: [router.put(callback(i)) for i in range(200)])
+        t.start()
+        await asyncio.to_thread(t.join)
+        got_a = [(await a.get()).publish_data.async_id for _ in range(200)]
+        got_b = [(await b.get()).publish_data.async_id for _ in range(200)]
+    finally:
+        del loop.call_soon_threadsafe
+    assert got_a == got_b == list(range(200))
+    assert wakeups < 2 * 200  # the SDK's queue: one per event and queue

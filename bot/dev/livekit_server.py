@@ -69,23 +69,30 @@ class DevServer:
         _wait_ready(self, timeout)
 
 
-def start(*, log_level: str = "warn", timeout: float = 30.0, attempts: int = 3) -> DevServer:
+def start(
+    *,
+    log_level: str = "warn",
+    timeout: float = 30.0,
+    attempts: int = 3,
+    webhook: str | None = None,
+) -> DevServer:
     """Start the server and wait (bounded) until its health check answers OK. A port
     picked free may be taken before the server binds it (by any process on the box):
-    then it starts again on other ports."""
+    then it starts again on other ports. `webhook`: a URL the server posts its webhook
+    events to (signed with the server's key)."""
     for _ in range(attempts - 1):
         try:
-            return _start(log_level, timeout)
+            return _start(log_level, timeout, webhook)
         except PortTaken:
             continue
-    return _start(log_level, timeout)
+    return _start(log_level, timeout, webhook)
 
 
 class PortTaken(RuntimeError):
     pass
 
 
-def _start(log_level: str, timeout: float) -> DevServer:
+def _start(log_level: str, timeout: float, webhook: str | None) -> DevServer:
     find_binary()  # fail before making anything, with the install hint
     port, tcp_port, udp_port = free_port(), free_port(), free_port(socket.SOCK_DGRAM)
     api_key, api_secret = "devkey", secrets.token_urlsafe(32)
@@ -98,6 +105,8 @@ def _start(log_level: str, timeout: float) -> DevServer:
         api_secret=api_secret,
         log_level=log_level,
     )
+    if webhook is not None:
+        config += f"webhook:\n  api_key: {api_key}\n  urls:\n    - {webhook}\n"
     (workdir / "livekit.yaml").write_text(config)
     server = DevServer(f"ws://127.0.0.1:{port}", api_key, api_secret, _launch(workdir), workdir)
     try:

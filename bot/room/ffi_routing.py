@@ -34,6 +34,9 @@ class RoutedFfiQueue(FfiQueue[proto_ffi.FfiEvent]):
         self._handles: dict[int, int] = {}  # id(queue) -> room handle
         self._by_handle: dict[int, list[Any]] = {}  # room handle -> subscribers
         self._unbound: list[Any] = []
+        # per loop, the events on their way to it; a loop is woken when its list
+        # goes from empty to not (guarded by self._lock)
+        self._batches: dict[asyncio.AbstractEventLoop, list[tuple[Any, Any]]] = {}
 
     def _deliver(self, subscriber: Any, item: proto_ffi.FfiEvent) -> None:
         queue, loop, filter_fn = subscriber
@@ -43,10 +46,25 @@ class RoutedFfiQueue(FfiQueue[proto_ffi.FfiEvent]):
                     return
             except Exception:
                 pass  # as the SDK does: on a filter error, deliver
+        batch = self._batches.get(loop)
+        if batch:
+            if loop.is_closed():  # its wake-up will never run
+                del self._batches[loop]
+                return
+            batch.append((queue, item))  # a wake-up is on its way: it takes this too
+            return
         try:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
+            loop.call_soon_threadsafe(self._flush, loop)
         except Exception as e:  # a closed loop: as the SDK does, log and go on
             log.error("error putting to queue: %s", e)
+            return
+        self._batches[loop] = [(queue, item)]
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self._lock:
+            batch = self._batches.pop(loop, [])
+        for queue, item in batch:
+            queue.put_nowait(item)
 
     def put(self, item: proto_ffi.FfiEvent) -> None:
         with self._lock:
