@@ -178,8 +178,9 @@ class RoomHost:
         ffi_routing.install()
         # WebRTC setup is CPU-bound. Before native logs stayed in Rust, a burst joined
         # all at once thrashed (connects past their timeouts, retried; 20–60 s of CPU for
-        # 50 rooms). Since, 4, 8, 16 or 50 at a time give the same 50-room burst on the
-        # 2-core box (p50 3–5 s): each connect just takes longer (0.3 s at 4, 3 s at 50).
+        # 50 rooms). Since, the box stays CPU-bound: 50 rooms created by the API on the
+        # 2-core box joined by p99 2.1–2.3 s 4 at a time, 2.5 s 8 or 16 at a time and
+        # 3.0 s all at once (docs/performance.md): more at once only slows each connect.
         self._joining = asyncio.Semaphore(self.settings.join_concurrency)
         metrics.read_rooms_from(self._counts)
 
