@@ -22,7 +22,7 @@ from ..protocol.chunking import Reassembler, receive, split
 from ..protocol.codec import parse_bot_message
 from ..protocol.outbound import Ack, BotMessage, Error, SessionReady, TurnEnd, TurnReply
 from ..room import ffi_routing, native_logs
-from ..room.options import data_only
+from ..room.options import data_only, open_sending
 
 log = logging.getLogger(__name__)
 DIRECT = {"ack", "session.ready", "history.page", "pong", "error"}
@@ -73,6 +73,7 @@ class BotClient:
         self._seen_order: collections.deque[str] = collections.deque()
         self.bot_identity: str | None = None  # the bot we talk to, once found
         self._resuming: set[asyncio.Task[SessionReady]] = set()
+        self._opening: asyncio.Task[None] | None = None  # options.open_sending, at join
         self.room.on("data_received", self._on_data)
         self.room.on("reconnected", self._on_reconnected)
 
@@ -99,6 +100,7 @@ class BotClient:
         ffi_routing.install()  # many clients in one process (tests, benchmarks) stay cheap
         await self.room.connect(url, token, data_only())
         ffi_routing.bind(self.room)
+        self._opening = asyncio.create_task(open_sending(self.room))  # while the bot comes
         await self.announce()
 
     async def announce(self) -> None:

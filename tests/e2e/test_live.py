@@ -39,6 +39,36 @@ async def test_two_clients_exchange_a_reliable_packet(lk: DevServer, room: str) 
     await b.disconnect()
 
 
+async def test_opening_the_sending_side_reaches_nobody(lk: DevServer, room: str) -> None:
+    """BotClient negotiates its sending connection at join with a packet addressed to
+    itself (options.open_sending): the server forwards it to no one, not even to a
+    participant listening to everything; the packet sent after it arrives first."""
+    from bot.room.tokens import mint_token
+
+    s = settings_for(lk)
+    listener = rtc.Room()
+    got: list[rtc.DataPacket] = []
+    marked = asyncio.Event()
+
+    def on_data(p: rtc.DataPacket) -> None:
+        got.append(p)
+        if p.topic == "marker":
+            marked.set()
+
+    listener.on("data_received", on_data)
+    await listener.connect(lk.url, mint_token(s, room=room, identity="listener"))
+    client = BotClient()
+    await client.join(lk.url, mint_token(s, room=room, identity="user"))
+    assert client._opening is not None
+    await asyncio.wait_for(client._opening, 30)
+    # the same reliable channel, in order: anything forwarded before this comes first
+    await client.room.local_participant.publish_data(b"m", reliable=True, topic="marker")
+    await asyncio.wait_for(marked.wait(), 30)
+    assert [p.topic for p in got] == ["marker"], [p.topic for p in got]
+    await client.disconnect()
+    await listener.disconnect()
+
+
 def assert_wire_invariants(client: BotClient) -> None:
     msgs = client.messages
     assert [m.seq for m in msgs] == list(range(1, len(msgs) + 1))

@@ -139,6 +139,7 @@ export class LkbotClient {
 
   /** On a room you connected yourself: announce, wait for the bot, handshake. */
   async start(): Promise<SessionReady> {
+    void this.openSending(); // while the bot comes
     await this.announce();
     this.botIdentity = await this.waitForBot();
     return this.handshake(false);
@@ -196,6 +197,25 @@ export class LkbotClient {
   }
 
   // -- connection --
+
+  /**
+   * livekit-client negotiates the connection a participant sends data on at its first
+   * packet, so the first `session.hello` waited for an offer, an answer, ICE, DTLS and
+   * SCTP. A packet addressed to ourselves starts that now: livekit-server never forwards
+   * a packet to its sender, so nobody receives it.
+   */
+  private async openSending(): Promise<void> {
+    const me = this.room.localParticipant.identity;
+    try {
+      await this.room.localParticipant.publishData(new Uint8Array([0]), {
+        reliable: true,
+        destinationIdentities: [me],
+        topic: "lkbot.warm-up",
+      });
+    } catch {
+      /* the first real packet negotiates instead */
+    }
+  }
 
   private async announce(): Promise<void> {
     // Joins of participants that publish nothing are announced in 3 s batches; an

@@ -19,7 +19,8 @@ class StandInRoom extends EventEmitter {
     this.remoteParticipants = new Map([[bot.identity, bot]]);
     this.localParticipant = {
       setAttributes: async () => undefined,
-      publishData: async (bytes) => {
+      publishData: async (bytes, options) => {
+        if (options.topic !== "lkbot") return; // the client opening its sending side
         const body = JSON.parse(new TextDecoder().decode(bytes));
         assert.equal(body.type, "session.hello");
         this.hellos.push(body.id);
