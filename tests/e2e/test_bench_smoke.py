@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from .procs import ROOT
 
 
@@ -55,3 +57,40 @@ def test_quick_bench_writes_tables_and_plots(tmp_path: Path) -> None:
     assert "| 3 | lkbot, one room |" in report
     for png in ("latency.png", "throughput.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _run(*args: str) -> str:
+    run = subprocess.run(
+        [sys.executable, "-m", *args], capture_output=True, text=True, cwd=ROOT, timeout=900
+    )
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    return run.stdout
+
+
+@pytest.mark.timeout(900)
+def test_burst_bench_runs_every_scenario() -> None:
+    out = _run("bench.burst", "--sizes", "2", "--repeat", "1", "--answer-sizes", "1")
+    rows = [line for line in out.splitlines() if line.startswith("| 2 |")]
+    # clients creating the rooms, then rooms created by the API: the bot came to each
+    assert len(rows) == 2, out
+    assert rows[0].split("|")[3].strip() == "2/2" and rows[1].split("|")[2].strip() == "2/2"
+    answers = [line for line in out.splitlines() if line.startswith("| 1 |")]
+    assert [line.split("|")[2].strip() for line in answers] == [
+        "echo floor",
+        "lkbot",
+        "AgentSession",
+    ]
+
+
+@pytest.mark.timeout(900)
+def test_idle_bench_runs_every_scenario() -> None:
+    out = _run(
+        "bench.idle", "--rooms", "2", "--users", "4", "--users-per-room", "2", "--seconds", "1"
+    )
+    rows = [line.split("|")[1].strip() for line in out.splitlines() if "| 2 |" in line]
+    assert rows == [
+        "bare rtc.Room, livekit.rtc defaults",
+        "bare rtc.Room, native logs kept in Rust",
+        "lkbot worker",
+        "lkbot worker",
+    ], out
