@@ -289,29 +289,28 @@ async def run(
         show(await first_answers(stack, "echo", n, None))
     ours = stack.start_ours()
     log = stack.logdir / "ours.log"
+    rounds = [n for n in sizes for _ in range(repeat if n == max(sizes) else 1)]
     results = []
-    for n in sizes:
-        for _ in range(repeat if n == max(sizes) else 1):
-            b = await burst(lk, n, log, ours.pid)
-            print(
-                f"  {n} rooms: clients in {b.connected}/{n}, bot joined "
-                f"{b.joined}/{b.connected}, p50 {fmt(b.p50_s, 2)} s, p99 {fmt(b.p99_s, 2)} s, "
-                f"watchdog {b.by_watchdog}, CPU s worker {b.cpu_worker_s:.1f} server "
-                f"{b.cpu_server_s:.1f} clients {b.cpu_clients_s:.1f}",
-                flush=True,
-            )
-            results.append(b)
+    for n in rounds:
+        b = await burst(lk, n, log, ours.pid)
+        print(
+            f"  {n} rooms: clients in {b.connected}/{n}, bot joined "
+            f"{b.joined}/{b.connected}, p50 {fmt(b.p50_s, 2)} s, p99 {fmt(b.p99_s, 2)} s, "
+            f"watchdog {b.by_watchdog}, CPU s worker {b.cpu_worker_s:.1f} server "
+            f"{b.cpu_server_s:.1f} clients {b.cpu_clients_s:.1f}",
+            flush=True,
+        )
+        results.append(b)
     created = []
-    for n in sizes:
-        for _ in range(repeat if n == max(sizes) else 1):
-            c = await created_burst(lk, hooks, n, ours.pid)
-            print(
-                f"  {n} rooms created by the API: bot in {c.joined}/{n}, p50 "
-                f"{fmt(c.p50_s, 2)} s, p99 {fmt(c.p99_s, 2)} s, CPU s worker "
-                f"{c.cpu_worker_s:.1f} server {c.cpu_server_s:.1f}",
-                flush=True,
-            )
-            created.append(c)
+    for n in rounds:
+        c = await created_burst(lk, hooks, n, ours.pid)
+        print(
+            f"  {n} rooms created by the API: bot in {c.joined}/{n}, p50 "
+            f"{fmt(c.p50_s, 2)} s, p99 {fmt(c.p99_s, 2)} s, CPU s worker "
+            f"{c.cpu_worker_s:.1f} server {c.cpu_server_s:.1f}",
+            flush=True,
+        )
+        created.append(c)
     for n in answer_sizes:
         show(await first_answers(stack, "ours", n, ours.pid))
     stop_process(ours, 30)
