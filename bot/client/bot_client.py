@@ -17,6 +17,7 @@ from typing import Any
 
 from livekit import rtc
 
+from ..core.tasks import supervise
 from ..protocol.attributes import CLIENT_ATTRIBUTE, is_bot
 from ..protocol.chunking import Reassembler, receive, split
 from ..protocol.codec import parse_bot_message
@@ -100,7 +101,8 @@ class BotClient:
         ffi_routing.install()  # many clients in one process (tests, benchmarks) stay cheap
         await self.room.connect(url, token, data_only())
         ffi_routing.bind(self.room)
-        self._opening = asyncio.create_task(open_sending(self.room))  # while the bot comes
+        # while the bot comes (never raises; supervised all the same)
+        self._opening = supervise(open_sending(self.room), name="open sending")
         await self.announce()
 
     async def announce(self) -> None:

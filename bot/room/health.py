@@ -16,12 +16,13 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 async def serve_http(
-    routes: Mapping[str, Handler], host: str, port: int
+    routes: Mapping[str, Handler], host: str, port: int, *, method: str = "GET"
 ) -> tuple[web.AppRunner, int]:
-    """GET `routes` on host:port (0: a free port); the runner, and the port bound."""
+    """`routes` (for `method`) on host:port (0: a free port); the runner, and the port
+    bound."""
     app = web.Application()
     for path, handler in routes.items():
-        app.router.add_get(path, handler)
+        app.router.add_route(method, path, handler)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)

@@ -22,12 +22,9 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import tempfile
-import threading
 from pathlib import Path
-
-_lock = threading.Lock()
-_done = False
 
 
 def shadow_dir() -> Path:
@@ -36,29 +33,25 @@ def shadow_dir() -> Path:
 
 
 def skip() -> bool:
-    """Make `lsb_release` answer nothing in this process (idempotent); returns whether
-    it does. Call before the first connect."""
-    global _done
-    with _lock:
-        if _done:
-            return True
-        false = shutil.which("false")
-        if false is None:  # nothing to stand in with: leave PATH alone
-            return False
-        here = shadow_dir()
-        here.mkdir(mode=0o700, exist_ok=True)
-        st = here.lstat()
-        if not here.is_dir() or here.is_symlink() or st.st_uid != os.getuid() or st.st_mode & 0o022:
-            return False  # not ours alone: what it holds would run as us
-        link = here / "lsb_release"
-        if not (link.is_symlink() and os.readlink(link) == false):
-            tmp = here / f".lsb_release.{os.getpid()}"
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            tmp.symlink_to(false)
-            tmp.replace(link)  # atomic: another process may be doing the same
-        parts = [p for p in os.environ.get("PATH", os.defpath).split(os.pathsep) if p]
-        if parts[:1] != [str(here)]:
-            os.environ["PATH"] = os.pathsep.join([str(here), *parts])
-        _done = True
-        return True
+    """Make `lsb_release` answer nothing in this process (idempotent: a stand-in already
+    in place and first on `PATH` is left as it is); returns whether it does. Call before
+    the first connect; `native_logs.quiet()` does, once, under its lock."""
+    false = shutil.which("false")
+    if false is None:  # nothing to stand in with: leave PATH alone
+        return False
+    here = shadow_dir()
+    here.mkdir(mode=0o700, exist_ok=True)
+    st = here.lstat()
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
+        return False  # not a directory of ours alone: what it holds would run as us
+    link = here / "lsb_release"
+    if not (link.is_symlink() and os.readlink(link) == false):
+        tmp = here / f".lsb_release.{os.getpid()}"
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        tmp.symlink_to(false)
+        tmp.replace(link)  # atomic: another process may be doing the same
+    parts = [p for p in os.environ.get("PATH", os.defpath).split(os.pathsep) if p]
+    if parts[:1] != [str(here)]:
+        os.environ["PATH"] = os.pathsep.join([str(here), *parts])
+    return True
