@@ -21,7 +21,6 @@ import asyncio
 import json
 import os
 import statistics
-import sys
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -35,6 +34,7 @@ from bot.room.tokens import mint_token
 
 from .answers import NAMES, Answers, answers_table, first_answers
 from .created import Created, Webhooks, created_burst, created_table
+from .floor import Floors, floor
 from .report import fmt, machine, publish_section
 from .stack import (
     ROOT,
@@ -87,70 +87,6 @@ def _redispatches(log: Path) -> int:
     return log.read_text(errors="replace").count("a room has people but no bot")
 
 
-@dataclass
-class Floor:
-    """N bare `rtc.Room` connects at once, in a process of their own (no bot, nothing
-    sent): what joining a room costs on this box before any of our code runs."""
-
-    rooms: int
-    quiet: bool  # native logs kept in Rust (as our worker runs), or livekit.rtc's defaults
-    p50_s: float
-    p99_s: float
-    cpu_s: float
-
-
-async def _floor_connects(url: str, key: str, secret: str, n: int, quiet: bool) -> dict[str, float]:
-    from livekit import rtc
-
-    from bot.room import native_logs
-    from bot.room.options import data_only
-
-    if quiet:
-        native_logs.quiet()
-    settings = Settings(livekit_url=url, livekit_api_key=key, livekit_api_secret=secret)
-    tag = uuid.uuid4().hex[:6]
-    rooms = [rtc.Room() for _ in range(n)]
-
-    async def one(i: int, room: rtc.Room) -> float:
-        started = time.monotonic()
-        await room.connect(
-            url, mint_token(settings, room=f"floor-{tag}-{i}", identity="u"), data_only()
-        )
-        return time.monotonic() - started
-
-    cpu0 = cpu_seconds(os.getpid())
-    times = await asyncio.gather(*(one(i, r) for i, r in enumerate(rooms)))
-    cpu = cpu_seconds(os.getpid()) - cpu0
-    await asyncio.gather(*(r.disconnect() for r in rooms))
-    return {
-        "p50_s": statistics.median(times),
-        "p99_s": nearest_rank(times, 0.99) or 0.0,
-        "cpu_s": cpu,
-    }
-
-
-async def floor(lk: livekit_server.DevServer, n: int, quiet: bool) -> Floor:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bench.burst",
-        "--floor-of",
-        str(n),
-        *(["--floor-quiet"] if quiet else []),
-        cwd=ROOT,
-        env={
-            **os.environ,
-            "LIVEKIT_URL": lk.url,
-            "LIVEKIT_API_KEY": lk.api_key,
-            "LIVEKIT_API_SECRET": lk.api_secret,
-        },
-        stdout=asyncio.subprocess.PIPE,
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), BOUND_S)
-    await drain(lk)
-    return Floor(rooms=n, quiet=quiet, **json.loads(out.decode().strip().splitlines()[-1]))
-
-
 async def burst(lk: livekit_server.DevServer, n: int, log: Path, worker: int) -> Burst:
     before = _redispatches(log)
     pids = (worker, lk.process.pid, os.getpid())
@@ -175,9 +111,6 @@ async def burst(lk: livekit_server.DevServer, n: int, log: Path, worker: int) ->
         cpu_server_s=cpu[1],
         cpu_clients_s=cpu[2],
     )
-
-
-Floors = dict[tuple[int, bool], Floor]  # (rooms, quiet) -> floor
 
 
 def table(results: list[Burst], floors: Floors) -> str:
@@ -344,22 +277,7 @@ def main() -> None:
         "--answer-sizes", default="10,50", help="rooms per first-answer burst, per system"
     )
     parser.add_argument("--publish", action="store_true", help="write docs/performance.md")
-    parser.add_argument("--floor-of", type=int, help=argparse.SUPPRESS)  # the floor's process
-    parser.add_argument("--floor-quiet", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.floor_of:
-        env = os.environ
-        result = asyncio.run(
-            _floor_connects(
-                env["LIVEKIT_URL"],
-                env["LIVEKIT_API_KEY"],
-                env["LIVEKIT_API_SECRET"],
-                args.floor_of,
-                args.floor_quiet,
-            )
-        )
-        print(json.dumps(result), flush=True)
-        os._exit(0)  # not the interpreter's teardown: livekit's FFI threads may still call in
     sizes = [int(s) for s in args.sizes.split(",")]
     started = time.monotonic()
     # one event loop for everything: livekit's FFI client stays bound to the first one

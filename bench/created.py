@@ -16,16 +16,15 @@ import json
 import statistics
 import time
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
 
 from aiohttp import web
 from livekit import api
 
 from bot.dev import livekit_server
-from bot.dev.processes import free_port
+from bot.room.health import serve_http
 
+from .floor import Floors
 from .report import fmt, md_table
 from .stack import cpu_seconds, drain, nearest_rank
 
@@ -42,12 +41,7 @@ class Webhooks:
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> str:
-        app = web.Application()
-        app.router.add_post("/", self._post)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        port = free_port()
-        await web.TCPSite(self._runner, "127.0.0.1", port).start()
+        self._runner, port = await serve_http({"/": self._post}, "127.0.0.1", 0, method="POST")
         return f"http://127.0.0.1:{port}/"
 
     async def close(self) -> None:
@@ -121,12 +115,7 @@ async def created_burst(
     )
 
 
-class FloorLike(Protocol):
-    p50_s: float
-    p99_s: float
-
-
-def created_table(results: list[Created], floors: Mapping[tuple[int, bool], FloorLike]) -> str:
+def created_table(results: list[Created], floors: Floors) -> str:
     header = [
         "rooms created at once",
         "bot in",
