@@ -1,10 +1,15 @@
-"""Write-behind for one conversation: the hot path records, one task writes.
+"""The store's side of one conversation: the hot path records, one task writes.
 
-Sending a delta must not wait on a disk or a network hop. Every change (a message sent,
-a history item, a remembered id, a turn's lease) is added to a pending batch at once,
+Recording never waits on a disk or a network hop. Every change (a message sent, a
+history item, a remembered id, a turn's lease) is added to a pending batch at once,
 and a single task applies batches to the store one after another: whatever piles up
 while one batch is written goes out as the next, so a busy conversation makes few,
 larger writes and an idle one writes at once. `flush()` waits for all of it.
+
+What a client holds, the store holds: the outbox publishes a message only once the
+batch holding it is written (`stored`/`wait_stored`), so a worker killed mid-turn never
+leaves a client with a `seq` the next worker would hand out again. A store that fails
+or is slower than `publish_wait_s` is not waited for (serving beats waiting; logged).
 
 A turn's lease is renewed while the turn runs; if its worker dies, the lease expires
 and whoever serves the conversation next ends that turn (`Conversation.restore`).
@@ -30,13 +35,26 @@ log = logging.getLogger(__name__)
 # who holds a lease: this process (a dead process never renews)
 OWNER = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 RETRY_S = (0.1, 0.5, 2.0, 5.0)
+PUBLISH_WAIT_S = 5.0  # a store slower than this does not hold messages back
 
 
 class Journal:
-    def __init__(self, store: Store, key: ConversationKey, *, lease_ttl_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        key: ConversationKey,
+        *,
+        lease_ttl_s: float = 10.0,
+        publish_wait_s: float = PUBLISH_WAIT_S,
+    ) -> None:
         self.store = store
         self.key = key
         self.lease_ttl_s = lease_ttl_s
+        self.publish_wait_s = publish_wait_s
+        self._recorded = 0  # the highest seq recorded
+        self._settled = 0  # every seq recorded up to here is written, or its write failed
+        self._unwaited = False  # the store failed or hung: publish without waiting for it
+        self._progress = asyncio.Event()  # set (and replaced) when either changes
         self._pending = Changes()
         self._writer: asyncio.Task[None] | None = None
         self._renewer: asyncio.Task[None] | None = None
@@ -48,7 +66,7 @@ class Journal:
 
     def sent(self, record: SentRecord) -> None:
         self._pending.sent.append(record)
-        self._pending.seq = record.seq
+        self._pending.seq = self._recorded = record.seq
         self._kick()
 
     def history_add(self, item: dict[str, Any]) -> None:
@@ -79,6 +97,30 @@ class Journal:
         self._pending.ended.add(turn)
         self._kick()
 
+    # -- what may be published --
+
+    def stored(self, seq: int) -> bool:
+        """Whether message `seq` may go out: its record is written, or it was never
+        recorded here (a replay of what an earlier worker stored), or the store is
+        failing (until its next write succeeds)."""
+        return self._unwaited or seq <= self._settled or seq > self._recorded
+
+    async def wait_stored(self, seq: int) -> None:
+        """Wait until `stored(seq)`, at most `publish_wait_s`."""
+        try:
+            async with asyncio.timeout(self.publish_wait_s):
+                while not self.stored(seq):
+                    await self._progress.wait()
+        except TimeoutError:
+            log.warning("the store took over %gs: sending without it", self.publish_wait_s)
+            self._moved(unwaited=True)
+
+    def _moved(self, *, settled: int | None = None, unwaited: bool = False) -> None:
+        self._settled = max(self._settled, settled or 0)
+        self._unwaited = unwaited
+        self._progress.set()
+        self._progress = asyncio.Event()
+
     # -- writing --
 
     def _kick(self) -> None:
@@ -98,8 +140,10 @@ class Journal:
                         await self.store.apply(self.key, batch)
                         metrics.STORE_WRITE.observe(time.perf_counter() - started)
                         self.writes += 1
+                        self._moved(settled=batch.seq)
                         break
                     except Exception as e:
+                        self._moved(unwaited=True)  # messages go out while it is retried
                         if wait is None:
                             self.failed += 1
                             metrics.STORE_FAILURES.inc()

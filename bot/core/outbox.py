@@ -58,7 +58,7 @@ class Outbox:
         self._identity = identity
         self._max_packet = max_packet
         self._seq = 0
-        self._queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[int, str, str]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self._window: deque[_Sent] = deque()
@@ -112,10 +112,10 @@ class Outbox:
         if self._detached:
             return
         if sent.size <= self._max_packet:
-            self._queue.put_nowait((sent.topic, sent.text))
+            self._queue.put_nowait((sent.seq, sent.topic, sent.text))
         else:
             for frame in split(sent.text, of=sent.id, max_packet=self._max_packet):
-                self._queue.put_nowait((sent.topic, frame))
+                self._queue.put_nowait((sent.seq, sent.topic, frame))
         if self._task is None:
             self._start_pump()
 
@@ -145,8 +145,10 @@ class Outbox:
 
     async def _pump(self) -> None:
         while True:
-            topic, payload = await self._queue.get()
+            seq, topic, payload = await self._queue.get()
             try:
+                if self._journal is not None and not self._journal.stored(seq):
+                    await self._journal.wait_stored(seq)  # what the client has, the store has
                 await self._transport.send(self._identity, topic, payload)
             except Exception as e:
                 # e.g. the room closed under us: one line, not a traceback per packet

@@ -1,0 +1,154 @@
+"""What a client holds, the store holds: the outbox publishes a message only once the
+journal has written it. Otherwise a worker killed (kill -9) between the two leaves the
+client with seqs the store never saw, and the next worker hands those seqs out again
+for other messages (found by CI: the client got 13 and 14 twice)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot.core.journal import Journal
+from bot.core.outbox import Outbox
+from bot.core.transport import Peer
+from bot.protocol.outbound import Pong
+from bot.store import Changes, ConversationKey, MemoryStore
+
+KEY = ConversationKey("r", "alice")
+BOUND = 10.0  # bounds the test; never reached when it passes
+
+
+class SlowStore(MemoryStore):
+    """A memory store whose writes take `delays` loop turns each, and that can fail
+    (`failing`) or hang (`hanging`)."""
+
+    def __init__(self, delays: list[int] | None = None) -> None:
+        super().__init__()
+        self.delays = list(delays or [])
+        self.seq = 0  # the highest seq written
+        self.failing = False
+        self.hanging = False
+        self.tries = 0
+        self.changed = asyncio.Event()  # a write done or a packet sent
+
+    async def apply(self, key: ConversationKey, changes: Changes) -> None:
+        self.tries += 1
+        for _ in range(self.delays.pop(0) if self.delays else 0):
+            await asyncio.sleep(0)
+        if self.hanging:
+            await asyncio.Event().wait()
+        if self.failing:
+            raise ConnectionError("store down")
+        await super().apply(key, changes)
+        self.seq = max(self.seq, changes.seq or 0)
+        self.changed.set()
+
+
+class Recorder:
+    """A transport that notes, for each packet, its seq and what the store had then."""
+
+    def __init__(self, store: SlowStore) -> None:
+        self.store = store
+        self.sent: list[tuple[int, int]] = []  # (seq published, seq stored at that moment)
+        self.arrived = asyncio.Event()
+
+    async def send(self, identity: str, topic: str, payload: str) -> None:
+        seq = int(payload.split('"seq":')[1].split(",")[0].rstrip("}"))
+        self.sent.append((seq, self.store.seq))
+        self.arrived.set()
+        self.store.changed.set()
+
+    def peers(self) -> list[Peer]:
+        return []
+
+
+def _outbox(store: SlowStore, **journal: float) -> tuple[Outbox, Journal, Recorder]:
+    transport = Recorder(store)
+    j = Journal(store, KEY, **journal)
+    return Outbox(transport, "alice", max_packet=15_000, journal=j), j, transport
+
+
+async def _until(store: SlowStore, cond: Callable[[], bool]) -> None:
+    async with asyncio.timeout(BOUND):
+        while not cond():
+            store.changed.clear()
+            await store.changed.wait()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    bursts=st.lists(st.integers(1, 6), min_size=1, max_size=6),
+    delays=st.lists(st.integers(0, 5), max_size=20),
+    gaps=st.lists(st.integers(0, 4), max_size=6),
+)
+def test_nothing_is_published_before_it_is_stored(
+    bursts: list[int], delays: list[int], gaps: list[int]
+) -> None:
+    async def run() -> None:
+        store = SlowStore(delays)
+        outbox, journal, transport = _outbox(store)
+        total = 0
+        for i, n in enumerate(bursts):
+            for _ in range(n):
+                outbox.put(Pong(), "lkbot")
+                total += 1
+            for _ in range(gaps[i] if i < len(gaps) else 0):
+                await asyncio.sleep(0)
+        await _until(store, lambda: len(transport.sent) == total)
+        assert [seq for seq, _ in transport.sent] == list(range(1, total + 1))
+        late = [(seq, stored) for seq, stored in transport.sent if seq > stored]
+        assert late == []  # each went out only once the store had it
+        await outbox.aclose()
+        await journal.aclose()
+
+    asyncio.run(run())
+
+
+async def test_a_failing_store_does_not_hold_messages_back() -> None:
+    """Serving beats waiting: when a write fails, what it held goes out (logged) while the
+    journal retries, not after its retries (0.1 + 0.5 + 2 + 5 s)."""
+    store = SlowStore()
+    store.failing = True
+    outbox, journal, transport = _outbox(store)
+    outbox.put(Pong(), "lkbot")
+    await asyncio.wait_for(transport.arrived.wait(), BOUND)
+    assert store.tries == 1
+    outbox.put(Pong(), "lkbot")  # recorded while the first batch waits for its retry
+    await _until(store, lambda: len(transport.sent) == 2)
+    assert transport.sent == [(1, 0), (2, 0)]
+    store.failing = False  # back: the retry writes both, and waiting resumes
+    await _until(store, lambda: store.seq == 2)
+    store.delays = [3]
+    outbox.put(Pong(), "lkbot")
+    await _until(store, lambda: len(transport.sent) == 3)
+    assert transport.sent[-1] == (3, 3)
+    await outbox.aclose()
+    await journal.aclose()
+
+
+async def test_a_hanging_store_holds_messages_back_only_so_long() -> None:
+    store = SlowStore()
+    store.hanging = True
+    outbox, journal, transport = _outbox(store, publish_wait_s=0.05)
+    outbox.put(Pong(), "lkbot")
+    await asyncio.wait_for(transport.arrived.wait(), BOUND)
+    assert transport.sent == [(1, 0)]
+    await outbox.aclose()
+    await journal.aclose(timeout=0)
+
+
+async def test_a_replay_of_stored_messages_does_not_wait() -> None:
+    store = SlowStore()
+    outbox, journal, transport = _outbox(store)
+    for _ in range(3):
+        outbox.put(Pong(), "lkbot")
+    await _until(store, lambda: len(transport.sent) == 3)
+    store.hanging = True  # from now on nothing more gets written
+    assert outbox.replay(0)
+    await _until(store, lambda: len(transport.sent) == 6)
+    assert [seq for seq, _ in transport.sent] == [1, 2, 3, 1, 2, 3]
+    await outbox.aclose()
+    await journal.aclose(timeout=0)
