@@ -21,7 +21,7 @@ from livekit import rtc
 
 from bot.client.bot_client import BotClient
 from bot.config import Settings
-from bot.protocol.outbound import BotMessage
+from bot.protocol.outbound import BotMessage, Error, TurnEnd
 from bot.room import ffi_routing, native_logs
 from bot.room.tokens import mint_token
 
@@ -82,6 +82,7 @@ class OursUser:
         self.client = BotClient()
         self.marks: Marks = {}
         self.current = ""
+        self.why = ""  # what a turn that did not complete said
         self.client.on_message = self._on_message
 
     async def connect(self, room: str, identity: str, agent: str) -> None:
@@ -93,10 +94,12 @@ class OursUser:
         if key is None or key in self.marks or getattr(m, "reply_to", None) != self.current:
             return
         self.marks[key] = time.perf_counter()
-        if m.type == "turn.end":
+        if isinstance(m, TurnEnd):
             self.marks["ok"] = float(m.status == "completed")
-        elif m.type == "error":
+            self.why = f"turn.end {m.status}/{m.reason}" + (f" {m.error.code}" if m.error else "")
+        elif isinstance(m, Error):
             self.marks["end"], self.marks["ok"] = self.marks["ack"], 0.0
+            self.why = f"error {m.code}: {m.message}"
 
     async def turn(self, text: str) -> Marks:
         self.marks = {}
@@ -224,8 +227,10 @@ async def run_user(
                 for k in ("ack", "start", "first", "end")
                 if k in marks
             }
+            why = {} if marks.get("ok") else {"why": getattr(user, "why", "") or "?"}
             records.append(
                 {
+                    **why,
                     "profile": step["profile"],
                     "room": room,
                     **ms,

@@ -66,7 +66,7 @@ def summarize(
         "users": users,
         "turns": len(ok),
         "errors": len(errors) + len(records) - len(ok),
-        "error_samples": sorted(set(errors))[:3],
+        "error_samples": sorted({*errors, *(r["why"] for r in records if "why" in r)})[:3],
     }
     for key in ("ack", "start", "first", "end"):
         vals = [r[key] for r in ok if r.get(key) is not None]

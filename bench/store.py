@@ -225,7 +225,8 @@ def turns_over_livekit(redis_url: str, tmp: Path, users: int, turns: int, rounds
                 print(
                     f"  round {n + 1}, {name}: first text p50 {row['first_p50']:.1f} ms, "
                     f"p99 {row['first_p99']:.1f} ms, CPU {row.get('cpu_ms_per_turn', 0):.1f} "
-                    f"ms/turn, {row['turns']} turns, {row['errors']} errors",
+                    f"ms/turn, {row['turns']} turns, {row['errors']} errors "
+                    f"{row['error_samples'] or ''}",
                     flush=True,
                 )
     finally:
