@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     # a running turn's lease: renewed every third of it; found expired, the turn is
     # ended `failed`/`interrupted` by whoever serves the conversation next
     store_lease_ttl: Annotated[float, Field(gt=0)] = 10.0
+    # a bot message is published once the store has it; a store slower than this (or
+    # failing) is not waited for: messages go out unstored until a write succeeds
+    store_publish_wait: Annotated[float, Field(gt=0)] = 5.0
     conversation_scope: Literal["room", "identity"] = "room"
 
     # Tools.

@@ -43,7 +43,10 @@ class Conversation:
         self.identity = identity
         self.key = key or ConversationKey("", identity)
         self.journal = Journal(
-            store or MemoryStore(), self.key, lease_ttl_s=settings.store_lease_ttl
+            store or MemoryStore(),
+            self.key,
+            lease_ttl_s=settings.store_lease_ttl,
+            publish_wait_s=settings.store_publish_wait,
         )
         self.outbox = Outbox(
             transport,

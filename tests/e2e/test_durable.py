@@ -5,6 +5,7 @@ sharing Redis, one killed, the other continuing. On a livekit-server of their ow
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import tempfile
 import uuid
@@ -12,11 +13,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
+from redis.asyncio import Redis
 
 from bot.client.bot_client import BotClient
 from bot.dev import livekit_server
 from bot.dev.livekit_server import DevServer
 from bot.protocol.outbound import Ack, HistoryPage, TurnEnd
+from bot.testing.llm_server import ScriptedLLMServer
 
 from ..harness import script
 from .procs import Proc, start_worker
@@ -38,9 +42,11 @@ def _store(kind: str, request: pytest.FixtureRequest) -> str:
     return f"sqlite://{Path(tempfile.mkdtemp(prefix='lkbot-store-')) / 'c.db'}"
 
 
-def _worker(lk: DevServer, llm_url: str, store: str) -> Proc:
+def _worker(lk: DevServer, llm_url: str, store: str, **settings: str) -> Proc:
     # a short lease: a turn left by a killed worker ends within seconds
-    return start_worker(lk, llm_url, watchdog_interval="1", store=store, store_lease_ttl="3")
+    return start_worker(
+        lk, llm_url, watchdog_interval="1", store=store, store_lease_ttl="3", **settings
+    )
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "redis"])
@@ -127,3 +133,67 @@ async def test_two_workers_on_redis_one_killed(
         a.stop()
         if b is not None:
             b.stop()
+
+
+async def test_a_kill_while_the_store_is_slow_leaves_the_client_nothing_unstored(
+    lk3: DevServer, redis_url: str, clients: list[BotClient]
+) -> None:
+    """What a client holds, the store holds. Redis holds the worker's writes back
+    (CLIENT PAUSE WRITE) while it answers a message; it is killed (kill -9) before any
+    write lands. The bot must not have published what it had not stored: otherwise the
+    client holds seqs that the next worker hands out again (CI saw that without a pause:
+    seqs 13 and 14 twice). The message, never answered, is sent again and is served."""
+    asked = asyncio.Event()
+
+    class Watched(ScriptedLLMServer):
+        async def _completions(self, request: web.Request) -> web.StreamResponse:
+            asked.set()
+            return await super()._completions(request)
+
+    llm = Watched()
+    await llm.start()
+    redis = Redis.from_url(redis_url)
+    first = _worker(lk3, llm.base_url, redis_url, store_publish_wait="600")
+    try:
+        alice = await _join(lk3, f"slow-{uuid.uuid4().hex[:6]}", "alice", clients)
+        old = await alice.wait_bot(timeout=BOUND)
+        await alice.chat("before")
+        asked.clear()
+        await redis.execute_command("CLIENT", "PAUSE", "600000", "WRITE")
+        try:
+            held = await alice.send({"type": "chat.message", "text": "held back"})
+            await asyncio.wait_for(asked.wait(), BOUND)  # the bot took it and ran the turn
+            _kill(first, signal.SIGKILL)
+        finally:
+            await redis.execute_command("CLIENT", "UNPAUSE")
+    finally:
+        first.stop()
+        await redis.aclose()
+    second = _worker(lk3, llm.base_url, redis_url)
+    try:
+        await alice.wait_bot(exclude=old, timeout=BOUND)
+        await alice.send({"type": "chat.message", "id": held, "text": "held back"})  # a retry
+
+        def replies() -> list[object]:
+            return [m for m in alice.messages if getattr(m, "reply_to", None) == held]
+
+        await alice.wait_for(lambda _: any(isinstance(m, TurnEnd) for m in replies()), BOUND)
+        first_reply = replies()[0]  # the first worker's ack never reached the client
+        assert isinstance(first_reply, Ack) and first_reply.status == "accepted"
+        assert (await alice.chat("after")).reply == "You said: after"
+        page = await alice.request("history.get")
+        assert isinstance(page, HistoryPage)
+        assert [i.text for i in page.items] == [
+            "before",
+            "You said: before",
+            "held back",
+            "You said: held back",
+            "after",
+            "You said: after",
+        ]
+        seqs = [m.seq for m in alice.messages]
+        assert seqs == list(range(1, len(seqs) + 1))  # one conversation, no seq twice
+        assert alice.gaps == []
+    finally:
+        second.stop()
+        await llm.stop()
