@@ -22,7 +22,7 @@ from ..protocol.attributes import CLIENT_ATTRIBUTE, is_bot
 from ..protocol.chunking import Reassembler, receive, split
 from ..protocol.codec import parse_bot_message
 from ..protocol.outbound import Ack, BotMessage, Error, SessionReady, TurnEnd, TurnReply
-from ..room import ffi_routing, native_logs
+from ..room import ffi_routing, native_logs, options
 from ..room.options import data_only, open_sending
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ class BotClient:
         """Non-publishers' joins reach others in 3 s batches; an attribute change is
         broadcast at once, so the bot learns of us now. (A restarted server forgets
         it: set it again after a reconnect.)"""
-        await self.room.local_participant.set_attributes({CLIENT_ATTRIBUTE: "1"})
+        await options.set_attributes(self.room.local_participant, {CLIENT_ATTRIBUTE: "1"})
 
     def _on_reconnected(self) -> None:
         """LiveKit drops what is published while a connection is re-established:

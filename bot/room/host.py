@@ -40,7 +40,7 @@ from ..protocol.attributes import (
 from ..protocol.version import PROTOCOL_VERSION
 from ..store.base import Store
 from ..turns.engine import TurnEngine
-from . import ffi_routing, lk_chat, native_logs
+from . import ffi_routing, lk_chat, native_logs, options
 from .capacity import RoomLoad
 from .link import Offer, WorkerLink
 from .liveness import Liveness
@@ -125,7 +125,7 @@ class BotInRoom:
             }
             if chat_topic is not None:  # what LiveKit's useAgent waits for
                 attributes[lk_chat.AGENT_STATE] = transport.mirror.state
-            await room.local_participant.set_attributes(attributes)
+            await options.set_attributes(room.local_participant, attributes)
             guard.check()
             if room.remote_participants:  # they found us before our attributes: greet
                 transport.greet()

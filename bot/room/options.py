@@ -22,6 +22,7 @@ p50 4.6–6.6 s, 3.7–4.7 s; `False` p50 2.6–5.4 s, 2.2–2.9 s. `False` it s
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from livekit import rtc
@@ -29,10 +30,28 @@ from livekit import rtc
 log = logging.getLogger("bot")
 
 WARM_UP_TOPIC = "lkbot.warm-up"
+# How long an attribute update waits for the server's answer. The Rust SDK listens for
+# that answer only after it has sent the update (`set_attributes` in livekit/rust-sdks
+# local_participant.rs awaits `send_request`, then `get_response` registers): an answer
+# that comes back first is dropped, and the call waits out the SDK's 5 s timeout
+# although the server applied the update. On loopback, 2 of ~50 runs of
+# tests/e2e/test_lk_chat.py lost one; the answer otherwise takes a few ms.
+ATTRIBUTES_ANSWER_S = 0.5
 
 
 def data_only() -> rtc.RoomOptions:
     return rtc.RoomOptions(auto_subscribe=False, single_peer_connection=False)
+
+
+async def set_attributes(participant: rtc.LocalParticipant, attributes: dict[str, str]) -> bool:
+    """Update our attributes; wait for the server's answer at most ATTRIBUTES_ANSWER_S.
+    False: no answer by then (the update is sent all the same; see above)."""
+    try:
+        await asyncio.wait_for(participant.set_attributes(attributes), ATTRIBUTES_ANSWER_S)
+    except TimeoutError:
+        log.debug("no answer to an attribute update within %gs", ATTRIBUTES_ANSWER_S)
+        return False
+    return True
 
 
 async def open_sending(room: rtc.Room) -> None:

@@ -9,7 +9,7 @@ from livekit import rtc
 
 from ..core.tasks import supervise
 from ..core.transport import Packet, PacketSink, Peer
-from . import lk_chat
+from . import lk_chat, options
 from .lk_chat import TranscriptionMirror
 
 log = logging.getLogger(__name__)
@@ -153,15 +153,21 @@ class RoomTransport:
 
     async def _publish_state(self) -> None:
         published = None
+        unsure = False  # an update went unanswered: it may reach the server after a later one
         while self._room.isconnected():
             if self._greet:  # someone joined: through `initializing`, then the state
                 self._greet = False
                 published = "initializing"
             elif published != self.mirror.state:
                 published = self.mirror.state
+            elif unsure:  # the last state once more, so that it is the last one applied
+                unsure = False
             else:
                 return
-            await self._room.local_participant.set_attributes({lk_chat.AGENT_STATE: published})
+            answered = await options.set_attributes(
+                self._room.local_participant, {lk_chat.AGENT_STATE: published}
+            )
+            unsure = unsure or not answered
 
     def peers(self) -> list[Peer]:
         return [
