@@ -39,8 +39,9 @@ async def _latency(store: Store, n: int = 300) -> tuple[float, float]:
     key = ConversationKey("bench", f"u{time.time_ns()}")
     times = []
     seq = 0
+    fence = (await store.claim(key, "bench")).fence  # every write checks it, as a bot's does
     for i in range(n):
-        batch = Changes(history=[ITEM] if i % 10 == 0 else [])
+        batch = Changes(fence=fence, history=[ITEM] if i % 10 == 0 else [])
         for _ in range(4):  # a batch of four messages: what piles up during one write
             seq += 1
             batch.sent.append(SentRecord(seq, f"b{seq}", "lkbot", DELTA))
@@ -71,6 +72,8 @@ async def _hot_path(url: str, n: int = 20000) -> tuple[float, float]:
         journal = (
             Journal(store, ConversationKey("bench", f"hot{time.time_ns()}")) if with_store else None
         )
+        if journal is not None:
+            await journal.claim()
         outbox = Outbox(MemoryTransport(), "u", max_packet=15000, journal=journal)
         msg = TurnDelta(turn="t_0a1b2c3d4e5f", reply_to="c7", text="some words of a reply ")
         t = time.perf_counter()
@@ -109,6 +112,8 @@ async def _departure(url: str | None, n: int = 300) -> tuple[float, float]:
 
     key = ConversationKey("bench", f"dep{time.time_ns()}")
     journal = Journal(open_store(url), key) if url else None
+    if journal is not None:
+        await journal.claim()
     transport = _Stamp()
     outbox = Outbox(transport, "u", max_packet=15000, journal=journal)
     msg = TurnDelta(turn="t_0a1b2c3d4e5f", reply_to="c7", text="some words of a reply ")

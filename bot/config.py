@@ -77,9 +77,6 @@ class Settings(BaseSettings):
     # (`room`), or a sender in any room (`identity`).
     store: str = ""
     store_ttl: Annotated[float, Field(ge=0)] = 0.0
-    # a running turn's lease: renewed every third of it; found expired, the turn is
-    # ended `failed`/`interrupted` by whoever serves the conversation next
-    store_lease_ttl: Annotated[float, Field(gt=0)] = 10.0
     # a bot message is published once the store has it; a store slower than this (or
     # failing) is not waited for: messages go out unstored until a write succeeds
     store_publish_wait: Annotated[float, Field(gt=0)] = 5.0
@@ -109,6 +106,9 @@ class Settings(BaseSettings):
 
     # The worker process.
     http_port: Annotated[int, Field(ge=0, le=65535)] = 8081
+    # where the worker's HTTP port listens: all interfaces by default, so that an
+    # orchestrator's probes and a metrics scraper reach it (127.0.0.1: this host only)
+    http_host: str = "0.0.0.0"
     # Worker processes `bot start` runs, each with its own rooms (0: one per core).
     processes: Annotated[int, Field(ge=0, le=256)] = 0
     # Capacity: the worker's load is its rooms against this, never the box's CPU.
@@ -122,6 +122,13 @@ class Settings(BaseSettings):
     # that LiveKit accepted may take to bring its bot before another is made.
     watchdog_interval: Annotated[float, Field(ge=0)] = 2.0
     watchdog_grace: Annotated[float, Field(gt=0)] = 20.0
+    # A worker's lease in the store, renewed every quarter of it: a worker that stops
+    # renewing (killed, hung, cut off from the store) counts as dead this long after
+    # its last renewal, and the dispatch watchdog replaces its bots.
+    worker_lease_ttl: Annotated[float, Field(ge=2)] = 8.0
+    # SIGTERM: each room is handed to another worker's bot (where one is registered)
+    # once its running turns end, for at most this long; then the worker leaves.
+    drain_timeout: Annotated[float, Field(ge=0)] = 60.0
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("topics", "builtin_tools", mode="before")

@@ -1,20 +1,18 @@
-"""The dispatch watchdog's decisions, the liveness registry and the capacity load."""
+"""The dispatch watchdog's decisions, worker leases and the capacity load."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-from pathlib import Path
+import asyncio
+from collections.abc import Awaitable, Callable
 
 from livekit.protocol.agent import Job, JobState
 from livekit.protocol.agent_dispatch import AgentDispatch, AgentDispatchState
 from livekit.protocol.models import ParticipantInfo
 
+from bot.fleet.leases import WorkerLeases
+from bot.fleet.watchdog import plan_room
 from bot.room.capacity import RoomLoad
-from bot.room.liveness import WorkerRegistry
-from bot.room.watchdog import plan_room
+from bot.store import MemoryStore
 
 NOW = 1_000 * 10**9  # ns
 Kind = ParticipantInfo.Kind
@@ -110,28 +108,65 @@ def test_only_our_agent_name_counts() -> None:
     assert plan([person(), not_lkbot], [ASKED]).dispatch
 
 
-def test_registry_knows_dead_from_unknown(tmp_path: Path) -> None:
-    reg = WorkerRegistry(tmp_path, stale_after=10)
-    assert reg.state("AW_x") == "unknown"
-    reg.beat("AW_me")
-    assert reg.state("AW_me") == "alive"
-    assert reg.state("AW_me", now=time.time() + 11) == "dead"  # stopped beating
-    # a worker whose process is gone is dead at once
-    gone = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    (tmp_path / "AW_gone").write_text(gone.stdout.strip())
-    assert reg.state("AW_gone") == "dead"
-    reg.retire("AW_me")  # stopped cleanly
-    assert reg.state("AW_me") == "dead"
-    reg.forget("AW_me")
-    assert reg.state("AW_me") == "unknown"
-    assert os.getpid()  # this process is alive, and beats as such
-    reg.beat("AW_weird/../id")
-    assert reg.state("AW_weird/../id") == "alive" and not (tmp_path.parent / "id").exists()
+async def test_worker_leases_know_dead_from_unknown() -> None:
+    """Liveness comes from leases in the store, shared by every machine that shares
+    it: no files, no pids. Never heard of: unknown (presumed alive, never removed)."""
+    store = MemoryStore()
+    mine = WorkerLeases(store, ttl_s=60)
+    other = WorkerLeases(store, ttl_s=60)  # another process, or another machine
+    assert mine.state("AW_x") == "unknown"
+    mine.add("AW_me")
+    other.add("AW_other")
+    await mine.renew()
+    await other.renew()
+    assert other.state("AW_me") == "alive"
+    assert other.state("AW_x") == "unknown"
+    await mine.aclose()  # stopped cleanly: retired, dead at once for everyone
+    assert other.state("AW_me") == "alive"  # until it reads the store again
+    await other.renew()
+    assert other.state("AW_me") == "dead"
+    await other.aclose()
+
+
+async def test_a_worker_that_stops_renewing_is_dead_when_its_lease_runs_out() -> None:
+    store = MemoryStore()
+    hung = WorkerLeases(store, ttl_s=2)
+    await store.beat("AW_hung", 2000)  # its last renewal, then nothing (kill -9)
+    watcher = WorkerLeases(store, ttl_s=60)
+    watcher.add("AW_watcher")
+    await watcher.renew()
+    assert watcher.state("AW_hung") == "alive"
+    watcher._read_at -= 2.5  # the snapshot ages; no waiting on the clock here
+    assert watcher.state("AW_hung") == "dead"
+    await watcher.aclose()
+    await hung.aclose()
+
+
+async def test_one_process_of_the_fleet_leads_the_watchdog() -> None:
+    store = MemoryStore()
+    scans: list[str] = []
+    enough = asyncio.Event()
+
+    def scanner(name: str) -> Callable[[], Awaitable[None]]:
+        async def scan() -> None:
+            scans.append(name)
+            if scans.count("a") >= 20:
+                enough.set()
+
+        return scan
+
+    fast = {"lead_every_s": 0.01, "lead_ttl_s": 60.0}  # a holds it for the whole test
+    a = WorkerLeases(store, ttl_s=60, role="w", owner="a", on_lead=scanner("a"), **fast)
+    b = WorkerLeases(store, ttl_s=60, role="w", owner="b", on_lead=scanner("b"), **fast)
+    a.add("AW_a")
+    await asyncio.wait_for(enough.wait(), 30)
+    b.add("AW_b")
+    enough.clear()
+    scans.clear()
+    await asyncio.wait_for(enough.wait(), 30)  # a led 20 more times, b stood by
+    assert "b" not in scans and a.leading and not b.leading
+    await a.aclose()
+    await b.aclose()
 
 
 def test_load_means_capacity_at_the_servers_threshold() -> None:

@@ -3,7 +3,6 @@ and a worker that dies mid-turn: on a real SQLite file and a real redis-server."
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.protocol.outbound import Ack, HistoryPage, SessionReady, TurnEnd
-from bot.store import Changes, ConversationKey, Lease, Store, open_store
+from bot.store import Changes, Claim, ConversationKey, Lease, Store, open_store
 from bot.store.model import now_ms
 from bot.store.redis import RedisStore
 
@@ -96,17 +95,19 @@ async def test_history_reset_deletes_from_the_store(
 
 
 async def test_a_turn_left_by_a_dead_worker_ends_interrupted(make_bot: MakeBot) -> None:
+    """A claim fences off every earlier writer: turns they recorded as running can
+    never end by them, so they end at once (no waiting for a lease to expire)."""
     store = open_store("memory")
-    expired = Lease("t_dead", "c9", "lkbot", "gone:1:x", now_ms() - 1)
-    soon = Lease("t_soon", "c8", "lkbot", "gone:1:x", now_ms() + 1500)
-    await store.apply(KEY, Changes(seq=5, leases={"t_dead": expired, "t_soon": soon}))
+    dead = Lease("t_dead", "c9", "lkbot", "gone:1:x", now_ms() - 1)
+    fresh = Lease("t_fresh", "c8", "lkbot", "gone:1:x", now_ms() + 60_000)
+    await store.apply(KEY, Changes(seq=5, leases={"t_dead": dead, "t_fresh": fresh}))
     bot = await make_bot(store=store, room="r")
     bot.send("alice", msg("session.hello", "h"))
-    msgs = await bot.until("alice", lambda ms: count(ms, "turn.end") == 2, timeout=30)
+    msgs = await bot.until("alice", lambda ms: count(ms, "turn.end") == 2)
     ends = [m for m in msgs if isinstance(m, TurnEnd)]
     assert {(e.turn, e.reply_to, e.status, e.reason) for e in ends} == {
         ("t_dead", "c9", "failed", "interrupted"),
-        ("t_soon", "c8", "failed", "interrupted"),
+        ("t_fresh", "c8", "failed", "interrupted"),
     }
     assert all(e.error is not None and e.error.retryable for e in ends)
     assert all(e.seq and e.seq > 5 for e in ends)  # the stored conversation's seq goes on
@@ -114,26 +115,32 @@ async def test_a_turn_left_by_a_dead_worker_ends_interrupted(make_bot: MakeBot) 
     assert (await store.load(KEY)).leases == []
 
 
-async def test_a_turn_its_worker_ends_is_not_ended_again(make_bot: MakeBot) -> None:
+async def test_a_turn_taken_over_ends_once_for_its_client(make_bot: MakeBot) -> None:
+    """Two bots, one conversation: the second claims it while the first runs a turn.
+    The second ends that turn for the client; the first's own end (and anything else
+    it sends from then on) is refused by the store and never published."""
     store = open_store("memory")
-    lease = Lease("t_alive", "c9", "lkbot", "other:1:x", now_ms() + 60_000)
-    await store.apply(KEY, Changes(seq=5, leases={"t_alive": lease}))
-    bot = await make_bot(store=store, room="r")
-    bot.send("alice", msg("session.hello", "h"))
-    await bot.answer("alice", "h")
-    conv = bot.dispatcher.conversations["alice"]
-    # the other worker finishes its turn and ends the lease; renewals stop mattering
-    await store.apply(KEY, Changes(ended={"t_alive"}))
-    stale = Lease("t_alive", "c9", "lkbot", "other:1:x", now_ms() - 1)
-    for task in list(conv._orphans):  # wake the waiting check now instead of in 60 s
-        task.cancel()
-    await asyncio.gather(*conv._orphans, return_exceptions=True)
-    await conv._settle(stale)
-    assert count(bot.messages("alice"), "turn.end") == 0
-    await bot.close()
+    first = await make_bot(store=store, room="r")
+    first.send("alice", msg("chat.message", "m", text='!{"stall": true}'))
+    msgs = await first.until("alice", lambda ms: count(ms, "turn.delta") >= 1)
+    turn = next(m.turn for m in msgs if m.type == "turn.start")
+    second = await make_bot(store=store, room="r")
+    second.send("alice", msg("session.hello", "h"))
+    taken = await second.until("alice", lambda ms: count(ms, "turn.end") == 1)
+    assert [(e.turn, e.status, e.reason) for e in taken if isinstance(e, TurnEnd)] == [
+        (turn, "failed", "interrupted")
+    ]
+    first.send("alice", msg("chat.cancel", "c", turn=turn))
+    stale = first.dispatcher.conversations.get("alice")
+    await first.close()  # the first bot's turn ends; its writes are refused
+    assert stale is None or stale.journal.stale
+    assert count(first.messages("alice"), "turn.end") == 0
+    seqs = [m.seq for m in first.messages("alice") + second.messages("alice") if m.seq]
+    assert len(seqs) == len(set(seqs))
+    assert (await store.load(KEY)).seq == max(seqs)
 
 
-async def test_a_running_turn_holds_a_lease_until_it_ends(make_bot: MakeBot) -> None:
+async def test_a_running_turn_is_recorded_until_it_ends(make_bot: MakeBot) -> None:
     store = open_store("memory")
     bot = await make_bot(store=store, room="r")
     bot.send("alice", msg("chat.message", "m", text='!{"stall": true}'))
@@ -141,13 +148,40 @@ async def test_a_running_turn_holds_a_lease_until_it_ends(make_bot: MakeBot) -> 
     turn = next(m.turn for m in msgs if m.type == "turn.start")
     conv = bot.dispatcher.conversations["alice"]
     await conv.journal.flush()
-    held = await store.lease(KEY, turn)
-    assert held is not None
-    assert held.until_ms > now_ms()
+    assert [x.turn for x in (await store.load(KEY)).leases] == [turn]
     bot.send("alice", msg("chat.cancel", "c", turn=turn))
     await bot.turn_ends("alice")
     await conv.journal.flush()
-    assert await store.lease(KEY, turn) is None
+    assert (await store.load(KEY)).leases == []
+    await bot.close()
+
+
+async def test_a_store_that_cannot_be_read_is_answered_busy_not_started_over(
+    make_bot: MakeBot,
+) -> None:
+    """Never an empty conversation over a stored one: the packet gets a retryable
+    `busy` outside the run of seqs (seq 0), and once the store answers again the
+    conversation continues from what it holds."""
+    store = open_store("memory")
+    await store.apply(KEY, Changes(seq=7))
+    down = True
+    claim = store.claim
+
+    async def flaky(key: ConversationKey, owner: str) -> Claim:
+        if down:
+            raise ConnectionError("store down")
+        return await claim(key, owner)
+
+    store.claim = flaky  # type: ignore[method-assign]
+    bot = await make_bot(store=store, room="r")
+    bot.send("alice", msg("ping", "p1"))
+    err = await bot.answer("alice", "p1")
+    assert err.type == "error" and err.code == "busy" and err.seq == 0  # type: ignore[union-attr]
+    assert err.retryable  # type: ignore[union-attr]
+    down = False
+    bot.send("alice", msg("ping", "p2"))
+    pong = await bot.answer("alice", "p2")
+    assert pong.type == "pong" and pong.seq == 8
     await bot.close()
 
 

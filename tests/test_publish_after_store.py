@@ -65,9 +65,10 @@ class Recorder:
         return []
 
 
-def _outbox(store: SlowStore, **journal: float) -> tuple[Outbox, Journal, Recorder]:
+async def _outbox(store: SlowStore, **journal: float) -> tuple[Outbox, Journal, Recorder]:
     transport = Recorder(store)
     j = Journal(store, KEY, **journal)
+    await j.claim()
     return Outbox(transport, "alice", max_packet=15_000, journal=j), j, transport
 
 
@@ -89,7 +90,7 @@ def test_nothing_is_published_before_it_is_stored(
 ) -> None:
     async def run() -> None:
         store = SlowStore(delays)
-        outbox, journal, transport = _outbox(store)
+        outbox, journal, transport = await _outbox(store)
         total = 0
         for i, n in enumerate(bursts):
             for _ in range(n):
@@ -112,7 +113,7 @@ async def test_a_failing_store_does_not_hold_messages_back() -> None:
     journal retries, not after its retries (0.1 + 0.5 + 2 + 5 s)."""
     store = SlowStore()
     store.failing = True
-    outbox, journal, transport = _outbox(store)
+    outbox, journal, transport = await _outbox(store)
     outbox.put(Pong(), "lkbot")
     await asyncio.wait_for(transport.arrived.wait(), BOUND)
     assert store.tries == 1
@@ -132,7 +133,7 @@ async def test_a_failing_store_does_not_hold_messages_back() -> None:
 async def test_a_hanging_store_holds_messages_back_only_so_long() -> None:
     store = SlowStore()
     store.hanging = True
-    outbox, journal, transport = _outbox(store, publish_wait_s=0.05)
+    outbox, journal, transport = await _outbox(store, publish_wait_s=0.05)
     outbox.put(Pong(), "lkbot")
     await asyncio.wait_for(transport.arrived.wait(), BOUND)
     assert transport.sent == [(1, 0)]
@@ -142,7 +143,7 @@ async def test_a_hanging_store_holds_messages_back_only_so_long() -> None:
 
 async def test_a_replay_of_stored_messages_does_not_wait() -> None:
     store = SlowStore()
-    outbox, journal, transport = _outbox(store)
+    outbox, journal, transport = await _outbox(store)
     for _ in range(3):
         outbox.put(Pong(), "lkbot")
     await _until(store, lambda: len(transport.sent) == 3)

@@ -24,6 +24,7 @@ from bot.store import (
     MemoryStore,
     SeenId,
     SentRecord,
+    Stale,
     Store,
     open_store,
 )
@@ -165,25 +166,88 @@ def test_conversations_are_apart(make_store: MakeStore) -> None:
 
 
 def test_reset_delete_and_leases(make_store: MakeStore) -> None:
-    async def go() -> tuple[ConversationState, Lease | None, Lease | None, bool, ConversationState]:
+    async def go() -> tuple[ConversationState, bool, ConversationState]:
         store = make_store()
         a = Lease("t_a", "c1", "lkbot", "me", 1)
         b = Lease("t_b", "c2", "lkbot", "me", 2)
         await store.apply(KEY, Changes(seq=1, history=[item("x")], leases={"t_a": a, "t_b": b}))
         await store.apply(KEY, Changes(history_cleared=True, history=[item("y")], ended={"t_a"}))
         state = await store.load(KEY)
-        gone, kept = await store.lease(KEY, "t_a"), await store.lease(KEY, "t_b")
         deleted = await store.delete(KEY)
         after = await store.load(KEY)
         await store.aclose()
-        return state, gone, kept, deleted, after
+        return state, deleted, after
 
-    state, gone, kept, deleted, after = run(go())
+    state, deleted, after = run(go())
     assert [h["text"] for h in state.history] == ["y"]
-    assert gone is None
-    assert kept == Lease("t_b", "c2", "lkbot", "me", 2)
+    assert state.leases == [Lease("t_b", "c2", "lkbot", "me", 2)]
     assert deleted
     assert after.empty
+
+
+def test_only_the_latest_claim_writes(make_store: MakeStore) -> None:
+    """Fencing: a claim makes every earlier one stale; a stale writer's batch is
+    refused whole, in the same transaction as the check; a deleted conversation's
+    old token stays refused (tokens are never given twice)."""
+
+    async def go() -> None:
+        store = make_store()
+        try:
+            await store.apply(KEY, Changes(seq=3, history=[item("before")]))
+            first = await store.claim(KEY, "a")
+            assert first.state.seq == 3
+            await store.apply(KEY, Changes(fence=first.fence, seq=4, sent=[sent(4)]))
+            second = await store.claim(KEY, "b")
+            assert second.fence > first.fence
+            assert second.state.seq == 4 and [s.seq for s in second.state.sent] == [4]
+            with pytest.raises(Stale):
+                await store.apply(
+                    KEY, Changes(fence=first.fence, seq=5, sent=[sent(5)], history=[item("x")])
+                )
+            after = await store.load(KEY)
+            assert after.seq == 4 and [s.seq for s in after.sent] == [4]
+            assert [h["text"] for h in after.history] == ["before"]
+            await store.apply(KEY, Changes(fence=second.fence, seq=5, sent=[sent(5)]))
+            assert (await store.load(KEY)).seq == 5
+            assert await store.delete(KEY)
+            with pytest.raises(Stale):  # deleted: no claim holds it
+                await store.apply(KEY, Changes(fence=second.fence, seq=6))
+            third = await store.claim(KEY, "c")
+            assert third.fence > second.fence and third.state.seq == 0
+            with pytest.raises(Stale):
+                await store.apply(KEY, Changes(fence=second.fence, seq=6))
+            await store.apply(KEY, Changes(fence=third.fence, seq=1))
+            assert (await store.load(KEY)).seq == 1
+        finally:
+            await store.aclose()
+
+    run(go())
+
+
+def test_worker_leases_and_leader_leases(make_store: MakeStore) -> None:
+    """The fleet's view of itself, kept in the store every worker shares."""
+
+    async def go() -> None:
+        store = make_store()
+        try:
+            seen = await store.beat("AW_a", 60_000)
+            assert 0 < seen["AW_a"] <= 60_000
+            seen = await store.beat("AW_b", -1)  # retired: dead at once
+            assert seen["AW_b"] <= 0 and seen["AW_a"] > 0
+            assert await store.lead("watchdog", "p1", 60_000)
+            assert not await store.lead("watchdog", "p2", 60_000)
+            assert await store.lead("watchdog", "p1", 60_000)  # its holder renews it
+            assert await store.lead("other", "p2", 60_000)  # roles are apart
+            assert await store.lead("short", "p1", 1)
+            async with asyncio.timeout(30):  # the lease running out is what is tested
+                while True:
+                    if await store.lead("short", "p2", 60_000):
+                        break
+                    await asyncio.sleep(0.01)
+        finally:
+            await store.aclose()
+
+    run(go())
 
 
 def test_a_conversation_past_its_ttl_is_gone(make_store: MakeStore) -> None:

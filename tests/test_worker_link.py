@@ -18,7 +18,7 @@ from livekit.protocol import agent
 
 from bot.config import Settings
 from bot.room.host import RoomHost
-from bot.room.link import Offer, WorkerLink, agent_url
+from bot.room.link import GaveUp, Offer, WorkerLink, agent_url
 from bot.store.memory import MemoryStore
 
 BOUND = 30.0  # bounds the test, never what is tested
@@ -221,6 +221,40 @@ async def test_after_a_drop_it_registers_again_and_reports_its_running_jobs(
         migrate = (await endpoint.next("migrate_job")).migrate_job
         assert list(migrate.job_ids) == ["J1"]
         assert registered == ["AW_1", "AW_2"]
+
+
+async def test_a_job_status_made_while_unregistered_is_delivered_once_registered(
+    endpoint: Endpoint,
+) -> None:
+    """A room that ends while the link is down (a livekit-server restart) is still
+    reported: one queue and one sender outlive the connection (was: dropped)."""
+    link = make_link(endpoint, Jobs(room_for=3))
+    link.job_status("J7", agent.JobStatus.JS_SUCCESS)  # before any connection
+    async with running(link):
+        await endpoint.next("register")
+        update = (await endpoint.next("update_job")).update_job
+        assert (update.job_id, update.status) == ("J7", agent.JobStatus.JS_SUCCESS)
+
+
+async def test_the_link_gives_up_after_its_tries_and_says_why() -> None:
+    """A server gone for good (or a revoked key) ends `run()` with an error, so the
+    worker exits non-zero for its supervisor, instead of retrying forever."""
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()  # nothing listens there now
+    link = WorkerLink(
+        Jobs(),
+        url=f"ws://127.0.0.1:{port}",
+        api_key="devkey",
+        api_secret="a-test-secret-of-at-least-32-bytes!",
+        agent_name="",
+        max_tries=3,
+    )
+    assert link.ready()  # just started: not yet unready
+    with pytest.raises(GaveUp, match="3 times in a row"):
+        await asyncio.wait_for(link.run(), BOUND)
+    assert not link.ready(grace_s=0)
 
 
 def test_the_host_takes_rooms_up_to_its_capacity_counting_rooms_on_their_way() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import itertools
 import json
 import logging
@@ -243,6 +244,19 @@ class BotClient:
 
     async def disconnect(self) -> None:
         await self.room.disconnect()
+
+    async def rejoin(self, url: str, token: str, *, timeout: float = 30.0) -> str:
+        """Join again on a new connection (the server we were connected through died:
+        `url` may name another node of the cluster) and continue the conversation:
+        find the bot and resume from the last seq we have."""
+        with contextlib.suppress(Exception):
+            await self.room.disconnect()
+        self.room = rtc.Room()
+        self.room.on("data_received", self._on_data)
+        self.room.on("reconnected", self._on_reconnected)
+        self.bot_identity = None
+        await self.join(url, token)
+        return await self.wait_bot(timeout=timeout)
 
     # -- sending --
 

@@ -10,12 +10,14 @@ from ..turns.engine import TurnEngine
 from .conversation import Conversation
 
 
-@dataclass(frozen=True)
+@dataclass
 class Services:
-    """Shared by every sender in one room."""
+    """Shared by every sender in one room. `handing_over`: this bot is leaving the
+    room to another (its worker drains); it starts no new turn."""
 
     settings: Settings
     engine: TurnEngine
+    handing_over: bool = False
 
 
 @dataclass(frozen=True)

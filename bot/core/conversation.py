@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from ..config import Settings
 from ..protocol.chunking import Reassembler
@@ -12,7 +13,6 @@ from ..protocol.codes import ErrorCode
 from ..protocol.errors import BotError, Busy
 from ..protocol.outbound import Error, ErrorInfo, TurnEnd
 from ..store import ConversationKey, Lease, MemoryStore, Store
-from ..store.model import now_ms
 from ..turns.engine import TurnEngine
 from ..turns.queue import TurnQueue
 from .history import History
@@ -20,7 +20,6 @@ from .idempotency import IdempotencyWindow
 from .journal import Journal
 from .outbox import Outbox
 from .ratelimit import TokenBucket
-from .tasks import supervise
 from .transport import Packet, Transport
 
 log = logging.getLogger(__name__)
@@ -39,14 +38,15 @@ class Conversation:
         *,
         key: ConversationKey | None = None,
         store: Store | None = None,
+        on_stale: Callable[[Conversation], None] = lambda _c: None,
     ) -> None:
         self.identity = identity
         self.key = key or ConversationKey("", identity)
         self.journal = Journal(
             store or MemoryStore(),
             self.key,
-            lease_ttl_s=settings.store_lease_ttl,
             publish_wait_s=settings.store_publish_wait,
+            on_stale=lambda: on_stale(self),
         )
         self.outbox = Outbox(
             transport,
@@ -63,44 +63,26 @@ class Conversation:
         self.inbox: asyncio.Queue[Packet] = asyncio.Queue()
         self.reader: asyncio.Task[None] | None = None
         self.restored = False
-        self._orphans: set[asyncio.Task[None]] = set()
+        self.closing = False
 
     async def restore(self) -> None:
-        """Continue what the store holds for this sender: seq, resume window, history,
-        remembered ids; turns left running by a worker that died are ended. A store that
-        cannot be read is logged and the conversation starts empty (serving beats
-        waiting)."""
+        """Claim the conversation in the store and continue what it holds: seq, resume
+        window, history, remembered ids. Turns it records as running were left by a
+        writer that can no longer write (the claim fenced it off): each is ended for
+        the client at once. A store that cannot be read raises (the dispatcher answers
+        `busy`, retryable): a conversation is never started over what is stored."""
         if self.restored:
             return
+        state = await self.journal.claim()
         self.restored = True
-        try:
-            state = await self.journal.store.load(self.key)
-        except Exception as e:
-            log.error("could not read the stored conversation (%s); starting it empty", e)
-            return
         self.outbox.restore(state.seq, state.sent)
         self.history.restore(state.history)
         self.ids.restore(state.ids)
         for lease in state.leases:
-            task = supervise(self._settle(lease), name="orphan-turn")
-            self._orphans.add(task)
-            task.add_done_callback(self._orphans.discard)
+            self._interrupted(lease)
 
-    async def _settle(self, lease: Lease) -> None:
-        """A stored lease: wait until it expires unrenewed, then end its turn for the
-        client (`failed`, reason `interrupted`). Its owner ending it first is fine too."""
-        store = self.journal.store
-        while True:
-            wait_ms = lease.until_ms - now_ms()
-            if wait_ms > 0:
-                await asyncio.sleep(wait_ms / 1000 + 0.05)
-            current = await store.lease(self.key, lease.turn)
-            if current is None:
-                return  # its worker ended it after all
-            if current.until_ms <= now_ms():
-                break
-            lease = current  # still renewed: its worker is alive
-        log.warning("turn %s was left running by a worker that stopped; ending it", lease.turn)
+    def _interrupted(self, lease: Lease) -> None:
+        log.warning("turn %s was left running by a bot that stopped; ending it", lease.turn)
         self.outbox.put(
             TurnEnd(
                 turn=lease.turn,
@@ -128,6 +110,7 @@ class Conversation:
                 reply_to=reply_to,
             ),
             topic,
+            sequenced=self.restored,  # before the store was read there is no counter
         )
 
     def refuse(self, packet: Packet, error: BotError) -> None:
@@ -145,10 +128,9 @@ class Conversation:
     async def aclose(self, *, reason: str, notify: bool, timeout: float = 5.0) -> None:
         """End every turn; with `notify`, the sender still gets each `turn.end`, and
         every packet still waiting to be read is answered `busy`."""
+        self.closing = True
         if not notify:
             self.outbox.detach()  # still recorded: a resume after a rejoin replays it
-        for task in self._orphans:
-            task.cancel()
         if self.reader is not None:
             self.reader.cancel()
             await asyncio.gather(self.reader, return_exceptions=True)

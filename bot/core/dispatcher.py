@@ -8,10 +8,11 @@ import logging
 from ..config import Settings
 from ..handlers import HANDLERS
 from ..protocol.codec import decode
-from ..protocol.errors import BotError, InternalError, InvalidMessage, RateLimited
+from ..protocol.errors import BotError, Busy, InternalError, InvalidMessage, RateLimited
 from ..protocol.inbound import ChunkFrame, ClientMessage
 from ..store import ConversationKey, MemoryStore, Store
 from ..turns.engine import TurnEngine
+from . import metrics
 from .context import Context, Services
 from .conversation import Conversation
 from .tasks import supervise
@@ -72,6 +73,7 @@ class Dispatcher:
                 self._services.engine,
                 key=ConversationKey(room, packet.sender),
                 store=self._store,
+                on_stale=self._stale,
             )
             self._start_reader(conv)
         if conv.inbox.qsize() >= self._settings.rate_burst * 2:
@@ -91,11 +93,31 @@ class Dispatcher:
     def senders(self) -> list[str]:
         return list(self._conversations)
 
+    async def hand_over(self, timeout: float) -> None:
+        """Start no new turn (a `chat.message` is answered `busy`, retryable: the client
+        sends it again, to the bot that takes over) and wait, bounded, until the
+        running and queued turns have ended."""
+        self._services.handing_over = True
+        await asyncio.gather(*(c.turns.wait_idle(timeout) for c in self._conversations.values()))
+
+    def _stale(self, conv: Conversation) -> None:
+        """Another bot claimed this conversation in the store: this one's writes are
+        refused, so it stops serving it. Packets not yet read go to a fresh
+        conversation, which claims it back from the store when the sender writes."""
+        if self._conversations.get(conv.identity) is not conv:
+            return
+        self._retire(conv.identity, "superseded")
+        while not conv.inbox.empty():
+            self.on_packet(conv.inbox.get_nowait())
+
     def on_participant_left(self, identity: str) -> None:
+        self._retire(identity, "participant_left")
+
+    def _retire(self, identity: str, reason: str) -> None:
         conv = self._conversations.pop(identity, None)
         if conv is None:
             return
-        task = supervise(conv.aclose(reason="participant_left", notify=False), name="leave")
+        task = supervise(conv.aclose(reason=reason, notify=False), name="leave")
         self._closing.add(task)
         self._leaving[identity] = task
 
@@ -122,13 +144,16 @@ class Dispatcher:
     # -- per-sender processing --
 
     async def _read(self, conv: Conversation) -> None:
-        if not conv.restored:
-            leaving = self._leaving.get(conv.identity)
-            if leaving is not None:
-                await asyncio.wait({leaving})  # its last writes first
-            await conv.restore()
-        while True:
+        leaving = self._leaving.get(conv.identity)
+        if leaving is not None:
+            await asyncio.wait({leaving})  # its last writes first
+        while not conv.closing:
             packet = await conv.inbox.get()
+            if not conv.restored and not await self._restore(conv, packet):
+                continue
+            if conv.closing:  # redis-py can swallow the cancel of an awaited call
+                conv.refuse(packet, Busy("the bot is restarting; send it again"))
+                return
             try:
                 for of in conv.chunks.expire():
                     err = InvalidMessage("chunked message expired before all its frames arrived")
@@ -136,6 +161,22 @@ class Dispatcher:
                 await self._handle(conv, packet)
             except Exception:  # _handle answers every error; this is a last line
                 log.exception("a packet could not be handled")
+
+    @staticmethod
+    async def _restore(conv: Conversation, packet: Packet) -> bool:
+        """Read the sender's conversation from the store before its first packet is
+        handled; a store that cannot be read gets the packet a retryable `busy`."""
+        try:
+            await conv.restore()
+            return True
+        except Exception as e:
+            log.error("could not read a conversation from the store: %s", e)
+            metrics.STORE_UNAVAILABLE.inc()
+            conv.refuse(
+                packet,
+                Busy("the conversation store cannot be read; send it again", retry_after_ms=1000),
+            )
+            return False
 
     @staticmethod
     def _charge(conv: Conversation, reply_to: str | None) -> None:

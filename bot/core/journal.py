@@ -11,8 +11,13 @@ batch holding it is written (`stored`/`wait_stored`), so a worker killed mid-tur
 leaves a client with a `seq` the next worker would hand out again. A store that fails
 or is slower than `publish_wait_s` is not waited for (serving beats waiting; logged).
 
-A turn's lease is renewed while the turn runs; if its worker dies, the lease expires
-and whoever serves the conversation next ends that turn (`Conversation.restore`).
+One writer per conversation, enforced by the store: `claim()` takes the conversation
+with a fencing token that every batch carries. When another bot claims it (a fresh
+bot after a node crash, a second bot in the room), this journal's next write is
+refused (`Stale`): it writes nothing more, what it had recorded but not written is
+never published, and `on_stale` tells the conversation to stop serving. A turn that
+is running is recorded (`lease_begin`/`lease_end`); a claim that finds one recorded
+knows its writer can no longer write, and ends it (`Conversation.restore`).
 """
 
 from __future__ import annotations
@@ -23,10 +28,11 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
-from ..store import Changes, ConversationKey, Lease, SeenId, SentRecord, Store
-from ..store.model import now_ms
+from ..store import Changes, ConversationKey, ConversationState, Lease, SeenId, SentRecord, Store
+from ..store.model import Stale, now_ms
 from . import metrics
 from .tasks import supervise
 
@@ -44,55 +50,74 @@ class Journal:
         store: Store,
         key: ConversationKey,
         *,
-        lease_ttl_s: float = 10.0,
         publish_wait_s: float = PUBLISH_WAIT_S,
+        on_stale: Callable[[], None] = lambda: None,
     ) -> None:
         self.store = store
         self.key = key
-        self.lease_ttl_s = lease_ttl_s
         self.publish_wait_s = publish_wait_s
+        self._on_stale = on_stale
+        self.fence: int | None = None  # this writer's token; nothing is written before it
+        self.stale = False  # another writer claimed the conversation: nothing more is written
         self._recorded = 0  # the highest seq recorded
         self._settled = 0  # every seq recorded up to here is written, or its write failed
         self._unwaited = False  # the store failed or hung: publish without waiting for it
         self._progress = asyncio.Event()  # set (and replaced) when either changes
         self._pending = Changes()
         self._writer: asyncio.Task[None] | None = None
-        self._renewer: asyncio.Task[None] | None = None
-        self._held: dict[str, Lease] = {}
         self.writes = 0  # batches applied (for tests and the benchmark)
         self.failed = 0
+
+    async def claim(self) -> ConversationState:
+        """Take the conversation (every earlier writer's claim goes stale) and return
+        what the store holds. Raises what the store raises: a conversation that cannot
+        be read is not served (never started over empty)."""
+        claim = await self.store.claim(self.key, OWNER)
+        self.fence = claim.fence
+        self._settled = self._recorded = max(self._recorded, claim.state.seq)
+        self._kick()  # anything recorded before the claim
+        return claim.state
 
     # -- recording (sync, cheap) --
 
     def sent(self, record: SentRecord) -> None:
+        if self.stale:
+            return
         self._pending.sent.append(record)
         self._pending.seq = self._recorded = record.seq
         self._kick()
 
     def history_add(self, item: dict[str, Any]) -> None:
+        if self.stale:
+            return
         self._pending.history.append(item)
         self._kick()
 
     def history_clear(self) -> None:
+        if self.stale:
+            return
         self._pending.history_cleared = True
         self._pending.history.clear()
         self._kick()
 
     def remember(self, seen: SeenId) -> None:
+        if self.stale:
+            return
         self._pending.ids.append(seen)
         self._kick()
 
     def lease_begin(self, turn: str, request_id: str, topic: str) -> None:
-        lease = Lease(turn, request_id, topic, OWNER, now_ms() + int(self.lease_ttl_s * 1000))
-        self._held[turn] = lease
-        self._pending.leases[turn] = lease
+        """A turn is running: recorded so that a writer claiming the conversation after
+        this one knows to end it for the client."""
+        if self.stale:
+            return
+        self._pending.leases[turn] = Lease(turn, request_id, topic, OWNER, now_ms())
         self._pending.ended.discard(turn)
         self._kick()
-        if self._renewer is None:
-            self._renewer = supervise(self._renew(), name="lease-renewer")
 
     def lease_end(self, turn: str) -> None:
-        self._held.pop(turn, None)
+        if self.stale:
+            return
         self._pending.leases.pop(turn, None)
         self._pending.ended.add(turn)
         self._kick()
@@ -100,20 +125,26 @@ class Journal:
     # -- what may be published --
 
     def stored(self, seq: int) -> bool:
-        """Whether message `seq` may go out: its record is written, or it was never
-        recorded here (a replay of what an earlier worker stored), or the store is
-        failing (until its next write succeeds)."""
-        return self._unwaited or seq <= self._settled or seq > self._recorded
+        """Whether message `seq` may go out: its record is written (or it is a replay
+        of what the store held at the claim), or the store is failing (until its next
+        write succeeds). Never what a stale writer recorded and could not write."""
+        if seq <= self._settled:
+            return True
+        return not self.stale and (self._unwaited or seq > self._recorded)
 
-    async def wait_stored(self, seq: int) -> None:
-        """Wait until `stored(seq)`, at most `publish_wait_s`."""
+    async def wait_stored(self, seq: int) -> bool:
+        """Wait until `stored(seq)`, at most `publish_wait_s`; False when it never will
+        be (another writer claimed the conversation): the message must not go out."""
         try:
             async with asyncio.timeout(self.publish_wait_s):
                 while not self.stored(seq):
+                    if self.stale:
+                        return False
                     await self._progress.wait()
         except TimeoutError:
             log.warning("the store took over %gs: sending without it", self.publish_wait_s)
             self._moved(unwaited=True)
+        return True
 
     def _moved(self, *, settled: int | None = None, unwaited: bool = False) -> None:
         self._settled = max(self._settled, settled or 0)
@@ -124,7 +155,7 @@ class Journal:
     # -- writing --
 
     def _kick(self) -> None:
-        if self._writer is None:
+        if self._writer is None and self.fence is not None and not self.stale:
             self._writer = supervise(self._write(), name="journal", on_crash=self._crashed)
 
     def _crashed(self, _: BaseException) -> None:
@@ -132,8 +163,9 @@ class Journal:
 
     async def _write(self) -> None:
         try:
-            while self._pending:
+            while self._pending and not self.stale:
                 batch, self._pending = self._pending, Changes()
+                batch.fence = self.fence
                 for attempt, wait in enumerate((*RETRY_S, None)):
                     try:
                         started = time.perf_counter()
@@ -141,6 +173,9 @@ class Journal:
                         metrics.STORE_WRITE.observe(time.perf_counter() - started)
                         self.writes += 1
                         self._moved(settled=batch.seq)
+                        break
+                    except Stale:
+                        self._went_stale()
                         break
                     except Exception as e:
                         self._moved(unwaited=True)  # messages go out while it is retried
@@ -156,18 +191,13 @@ class Journal:
         finally:
             self._writer = None
 
-    async def _renew(self) -> None:
-        try:
-            while self._held:
-                await asyncio.sleep(self.lease_ttl_s / 3)
-                until = now_ms() + int(self.lease_ttl_s * 1000)
-                for turn, lease in list(self._held.items()):
-                    renewed = Lease(lease.turn, lease.request_id, lease.topic, OWNER, until)
-                    self._held[turn] = self._pending.leases[turn] = renewed
-                if self._held:
-                    self._kick()
-        finally:
-            self._renewer = None
+    def _went_stale(self) -> None:
+        log.warning("another bot claimed a conversation this one served; it stops serving it")
+        metrics.STORE_STALE.inc()
+        self.stale = True
+        self._pending = Changes()
+        self._moved()
+        self._on_stale()
 
     async def flush(self, timeout: float = 5.0) -> bool:
         """Wait (bounded) until everything recorded is in the store."""
@@ -181,6 +211,4 @@ class Journal:
         return True
 
     async def aclose(self, timeout: float = 5.0) -> None:
-        if self._renewer is not None:
-            self._renewer.cancel()
         await self.flush(timeout)

@@ -45,6 +45,16 @@ STORE_WRITE = Histogram(
 STORE_FAILURES = Counter(
     "lkbot_store_write_failures", "Store batches dropped after retries", registry=REGISTRY
 )
+STORE_STALE = Counter(
+    "lkbot_store_stale_writes",
+    "Conversations this worker stopped serving: another bot claimed them (a write refused)",
+    registry=REGISTRY,
+)
+STORE_UNAVAILABLE = Counter(
+    "lkbot_store_unavailable",
+    "Packets answered busy because their conversation could not be read from the store",
+    registry=REGISTRY,
+)
 
 # turn id -> (started, first text seen), for the turns running now
 _open: dict[str, tuple[float, bool]] = {}

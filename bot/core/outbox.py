@@ -127,9 +127,20 @@ class Outbox:
         if not self._closed and not self._queue.empty():
             self._start_pump()
 
-    def put(self, msg: BotEnvelope, topic: str) -> BotEnvelope:
+    def put(self, msg: BotEnvelope, topic: str, *, sequenced: bool = True) -> BotEnvelope:
+        """Stamp and queue `msg`. Unsequenced (`seq` 0: outside the run of seqs, never
+        kept for a resume) only for answers given before the conversation could be
+        read from the store, which has its counter."""
         if self._closed:
             return msg
+        if not sequenced:
+            stamped = msg.model_copy(
+                update={"id": f"b0-{secrets.token_hex(4)}", "seq": 0, "ts": now_ms()}
+            )
+            text = encode(stamped)
+            metrics.observe_sent(stamped)
+            self._enqueue(_Sent(0, stamped.id, topic, text, len(text.encode())))
+            return stamped
         self._seq += 1
         stamped = msg.model_copy(
             update={"id": f"b{self._seq}-{secrets.token_hex(3)}", "seq": self._seq, "ts": now_ms()}
@@ -147,8 +158,14 @@ class Outbox:
         while True:
             seq, topic, payload = await self._queue.get()
             try:
-                if self._journal is not None and not self._journal.stored(seq):
-                    await self._journal.wait_stored(seq)  # what the client has, the store has
+                # what the client has, the store has; what a stale writer could not
+                # store never goes out
+                if (
+                    self._journal is not None
+                    and not self._journal.stored(seq)
+                    and not await self._journal.wait_stored(seq)
+                ):
+                    continue
                 await self._transport.send(self._identity, topic, payload)
             except Exception as e:
                 # e.g. the room closed under us: one line, not a traceback per packet

@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 from .processes import free_port, stop_process, wait_http_ok
 
@@ -53,6 +54,8 @@ class DevServer:
     api_secret: str
     process: subprocess.Popen[bytes]
     workdir: Path
+    node_id: str = ""  # in a cluster (`start_cluster`): the node's id, for CreateRoom
+    redis: str | None = None  # in a cluster: LiveKit's Redis
 
     def stop(self, timeout: float = 10.0) -> None:
         stop_process(self.process, timeout)
@@ -64,9 +67,13 @@ class DevServer:
         self.process.wait(10)
 
     def restart(self, timeout: float = 30.0) -> None:
-        """Start again on the same ports and keys (after `kill`), with no state."""
+        """Start again on the same ports and keys (after `kill`), with no state (in a
+        cluster: a new node, with a new id)."""
+        before = _node_ids(self.redis) if self.redis else set()
         self.process = _launch(self.workdir)
         _wait_ready(self, timeout)
+        if self.redis:
+            self.node_id = _new_node(self.redis, before)
 
 
 def start(
@@ -75,27 +82,76 @@ def start(
     timeout: float = 30.0,
     attempts: int = 3,
     webhook: str | None = None,
+    redis: str | None = None,
+    keys: tuple[str, str] | None = None,
 ) -> DevServer:
     """Start the server and wait (bounded) until its health check answers OK. A port
     picked free may be taken before the server binds it (by any process on the box):
     then it starts again on other ports. `webhook`: a URL the server posts its webhook
-    events to (signed with the server's key)."""
+    events to (signed with the server's key). `redis` (`redis://host:port/db`): run in
+    LiveKit's distributed mode on that Redis, with `keys` (key, secret) shared by every
+    node (see `start_cluster`)."""
     for _ in range(attempts - 1):
         try:
-            return _start(log_level, timeout, webhook)
+            return _start(log_level, timeout, webhook, redis, keys)
         except PortTaken:
             continue
-    return _start(log_level, timeout, webhook)
+    return _start(log_level, timeout, webhook, redis, keys)
+
+
+def start_cluster(redis_url: str, nodes: int = 2, *, log_level: str = "warn") -> list[DevServer]:
+    """LiveKit's own multi-node mode on loopback: `nodes` livekit-servers sharing one
+    Redis (same keys, the same `redis:` section, their own ports). A participant may
+    join through any node; its signal is relayed to the room's node. Each node's id
+    (read from LiveKit's `nodes` hash as it appears) pins rooms with CreateRoom."""
+    keys = ("devkey", secrets.token_urlsafe(32))
+    started: list[DevServer] = []
+    try:
+        for _ in range(nodes):
+            before = _node_ids(redis_url)
+            server = start(log_level=log_level, redis=redis_url, keys=keys)
+            started.append(server)
+            server.redis = redis_url
+            server.node_id = _new_node(redis_url, before)
+    except BaseException:
+        for server in started:
+            server.stop()
+        raise
+    return started
+
+
+def _new_node(redis_url: str, before: set[str]) -> str:
+    new = _node_ids(redis_url) - before
+    if len(new) != 1:
+        raise RuntimeError(f"could not tell the new node's id: {sorted(new)}")
+    return new.pop()
+
+
+def _node_ids(redis_url: str) -> set[str]:
+    """The node ids in LiveKit's `nodes` hash (its routing table in Redis)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return {k.decode() for k in client.hkeys("nodes")}  # type: ignore[union-attr]
+    finally:
+        client.close()
 
 
 class PortTaken(RuntimeError):
     pass
 
 
-def _start(log_level: str, timeout: float, webhook: str | None) -> DevServer:
+def _start(
+    log_level: str,
+    timeout: float,
+    webhook: str | None,
+    redis: str | None,
+    keys: tuple[str, str] | None,
+) -> DevServer:
     find_binary()  # fail before making anything, with the install hint
     port, tcp_port, udp_port = free_port(), free_port(), free_port(socket.SOCK_DGRAM)
-    api_key, api_secret = "devkey", secrets.token_urlsafe(32)
+    api_key, api_secret = keys or ("devkey", secrets.token_urlsafe(32))
     workdir = Path(tempfile.mkdtemp(prefix="lkbot-server-"))
     config = string.Template(CONFIG_TEMPLATE.read_text()).substitute(
         port=port,
@@ -107,6 +163,10 @@ def _start(log_level: str, timeout: float, webhook: str | None) -> DevServer:
     )
     if webhook is not None:
         config += f"webhook:\n  api_key: {api_key}\n  urls:\n    - {webhook}\n"
+    if redis is not None:
+        parsed = urlparse(redis)
+        db = parsed.path.strip("/") or "0"
+        config += f"redis:\n  address: {parsed.hostname}:{parsed.port}\n  db: {db}\n"
     (workdir / "livekit.yaml").write_text(config)
     server = DevServer(f"ws://127.0.0.1:{port}", api_key, api_secret, _launch(workdir), workdir)
     try:

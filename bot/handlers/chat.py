@@ -15,6 +15,10 @@ async def handle_message(msg: ChatMessage, ctx: Context) -> None:
     if seen is not None:
         ctx.reply(Ack(status="duplicate", turn=seen.turn))
         return
+    if ctx.services.handing_over:  # not remembered: the retry goes to the next bot
+        raise Busy(
+            "this bot is handing the room over to another; send it again", retry_after_ms=500
+        )
     if len(msg.text) > ctx.settings.max_text_chars:
         raise PayloadTooLarge(
             f"text is {len(msg.text)} characters; the limit is {ctx.settings.max_text_chars}"

@@ -12,6 +12,9 @@ PROTOCOL_ATTRIBUTE = "lkbot.protocol"  # the protocol's major version, as text
 TOPICS_ATTRIBUTE = "lkbot.topics"  # comma-separated
 WORKER_ATTRIBUTE = "lkbot.worker"  # the worker id: the dispatch watchdog tells dead bots by it
 SINCE_ATTRIBUTE = "lkbot.since"  # when the bot joined (ns): the younger of two leaves
+# set (to "1") by a bot that hands the room over to another (its worker drains):
+# clients keep talking to it until it leaves, then to the other
+HANDING_OVER_ATTRIBUTE = "lkbot.handing_over"
 CLIENT_ATTRIBUTE = "lkbot.client"  # set by clients: an attribute change is announced at once
 AGENT_NAME_ATTRIBUTE = "lk.agent.name"  # set by LiveKit Agents, and by our worker
 

@@ -1,6 +1,8 @@
 """The worker's HTTP port (BOT_HTTP_PORT): `GET /` answers 200 while the worker runs
-(for a load balancer or an orchestrator's liveness probe), `GET /worker` its rooms,
-`GET /metrics` Prometheus metrics (`core/metrics.py`, docs/operations.md)."""
+(an orchestrator's liveness probe), `GET /ready` 200 while it is registered with
+LiveKit (503 once it has been unregistered for `READY_GRACE_S`: a readiness probe),
+`GET /worker` its rooms, `GET /metrics` Prometheus metrics (`core/metrics.py`,
+docs/operations.md)."""
 
 from __future__ import annotations
 
@@ -36,13 +38,19 @@ class Rooms(Protocol):
 
 
 class HealthServer:
-    def __init__(self, rooms: Rooms) -> None:
+    def __init__(self, rooms: Rooms, ready: Callable[[], bool] = lambda: True) -> None:
         self._rooms = rooms
+        self._ready = ready
         self._runner: web.AppRunner | None = None
         self.port = 0
 
     async def _health(self, _request: web.Request) -> web.Response:
         return web.Response(text="OK")
+
+    async def _readiness(self, _request: web.Request) -> web.Response:
+        if self._ready():
+            return web.Response(text="ready")
+        return web.Response(status=503, text="not registered with livekit-server")
 
     async def _worker(self, _request: web.Request) -> web.Response:
         load, rooms, full = self._rooms.status()
@@ -54,7 +62,14 @@ class HealthServer:
 
     async def start(self, host: str, port: int) -> None:
         self._runner, self.port = await serve_http(
-            {"/": self._health, "/worker": self._worker, "/metrics": self._metrics}, host, port
+            {
+                "/": self._health,
+                "/ready": self._readiness,
+                "/worker": self._worker,
+                "/metrics": self._metrics,
+            },
+            host,
+            port,
         )
 
     async def aclose(self) -> None:

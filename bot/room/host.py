@@ -21,17 +21,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from livekit import rtc
+from livekit import api, rtc
 from livekit.protocol import agent
 
 from ..config import Settings
 from ..core import metrics
 from ..core.dispatcher import Dispatcher
 from ..core.tasks import supervise
+from ..fleet.leases import Liveness
+from ..fleet.one_bot import OneBotPerRoom
 from ..llm.endpoint import build_llm
 from ..llm.tools import load_tools
 from ..protocol.attributes import (
     AGENT_NAME_ATTRIBUTE,
+    HANDING_OVER_ATTRIBUTE,
     PROTOCOL_ATTRIBUTE,
     SINCE_ATTRIBUTE,
     TOPICS_ATTRIBUTE,
@@ -43,8 +46,6 @@ from ..turns.engine import TurnEngine
 from . import ffi_routing, lk_chat, native_logs, options
 from .capacity import RoomLoad
 from .link import Offer, WorkerLink
-from .liveness import Liveness
-from .one_bot import OneBotPerRoom
 from .options import data_only
 from .rtc_transport import RoomTransport
 
@@ -77,11 +78,41 @@ class BotInRoom:
         self._left = asyncio.Event()
         self._why = ""
         self.dispatcher: Dispatcher | None = None
+        self._room: rtc.Room | None = None
+        self._guard: OneBotPerRoom | None = None
 
     def leave(self, why: str) -> None:
         if not self._left.is_set():
             self._why = why
             self._left.set()
+
+    async def hand_over(self, lkapi: api.LiveKitAPI | None, timeout: float) -> None:
+        """Leave the room to another bot of ours (SIGTERM: the worker drains): start no
+        new turn, ask LiveKit for a successor (`lkapi`: another worker is registered),
+        then leave once the running turns have ended and the successor is in the room,
+        or after `timeout`. Clients talk to this bot until it leaves."""
+        room, guard, dispatcher = self._room, self._guard, self.dispatcher
+        if room is None or guard is None or dispatcher is None or self._left.is_set():
+            self.leave("shutdown")
+            return
+        try:
+            await options.set_attributes(room.local_participant, {HANDING_OVER_ATTRIBUTE: "1"})
+            if lkapi is not None:
+                await lkapi.agent_dispatch.create_dispatch(
+                    api.CreateAgentDispatchRequest(
+                        agent_name=self._settings.agent_name, room=self.job.room.name
+                    )
+                )
+            async with asyncio.timeout(timeout):
+                await dispatcher.hand_over(timeout)
+                if lkapi is not None:
+                    await guard.successor.wait()
+            self.leave("handed over")
+        except TimeoutError:
+            self.leave("handing over took too long")
+        except Exception as e:  # the API unreachable: leave as a plain shutdown would
+            log.warning("could not hand a room over: %s", e)
+            self.leave("shutdown")
 
     async def run(self, url: str, token: str) -> None:
         settings = self._settings
@@ -98,6 +129,7 @@ class BotInRoom:
             room=self.job.room.name,
         )
         self.dispatcher = dispatcher
+        self._room = room
         transport.attach(dispatcher)  # before connect: no packet arrives unseen
         room.on("disconnected", lambda reason: self.leave(f"disconnected ({reason})"))
         since = time.time_ns()
@@ -108,6 +140,7 @@ class BotInRoom:
             liveness=self._liveness,
             leave=lambda: self.leave("another bot serves this room"),
         )
+        self._guard = guard
         started = time.monotonic()
         try:
             async with self._joining:
@@ -260,6 +293,10 @@ class RoomHost:
         return {b.job.room.name for b in self.rooms.values()} | {
             room for room, _ in self._offered.values()
         }
+
+    async def drain(self, lkapi: api.LiveKitAPI | None, timeout: float) -> None:
+        """Hand every room over (`BotInRoom.hand_over`), all at once, bounded."""
+        await asyncio.gather(*(b.hand_over(lkapi, timeout) for b in list(self.rooms.values())))
 
     async def aclose(self) -> None:
         """Every bot leaves (each sender gets the turn.end of a running turn)."""

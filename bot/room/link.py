@@ -12,15 +12,25 @@ messages from `livekit.protocol.agent`:
   (`UpdateWorkerStatus`): livekit-server sends rooms only to workers whose load is
   under `agents.target_load`.
 
+Everything the worker sends goes through one bounded queue and one sender task, both
+outliving the connection (as livekit-agents' worker does): a job status update made
+while the link is down is delivered after it registers again, in order, and a send
+that fails is logged, never lost silently. Load reports are not queued: each
+registration reports the load afresh.
+
 When the connection drops (a livekit-server restart) the link registers again, with
 backoff, and the rooms keep running: their own connections reconnect by themselves.
+After `MAX_TRIES` failed registrations in a row (a server gone for good, a revoked
+key) `run()` raises: the worker exits non-zero so that its supervisor restarts it or
+an operator looks, instead of a worker that answers its health check and serves
+nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -38,6 +48,13 @@ log = logging.getLogger(__name__)
 STATUS_EVERY_S = 2.5
 HEARTBEAT_S = 30.0
 MAX_BACKOFF_S = 10.0
+MAX_TRIES = 16  # failed registrations in a row before the link gives up (livekit-agents: 16)
+READY_GRACE_S = 15.0  # unregistered this long: not ready (GET /ready answers 503)
+QUEUE_MAX = 1000  # messages waiting for a connection; past it the oldest are dropped (logged)
+
+
+class GaveUp(ConnectionError):
+    """The link could not register `MAX_TRIES` times in a row."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +98,7 @@ class WorkerLink:
         api_secret: str,
         agent_name: str,
         on_registered: Callable[[str], None] = lambda _id: None,
+        max_tries: int = MAX_TRIES,
     ) -> None:
         self._jobs = jobs
         self._url = url
@@ -92,26 +110,40 @@ class WorkerLink:
         self._draining = False
         self._last_status: tuple[float, int, bool, bool] | None = None
         self._failures = 0
+        self._max_tries = max_tries
+        self._outbox: asyncio.Queue[bytes] = asyncio.Queue(QUEUE_MAX)
+        self._connected = asyncio.Event()
         self.worker_id = ""
+        self.registered_at: float | None = None  # monotonic; None while unregistered
+        self._lost_at = time.monotonic()  # when it was last unregistered
 
     # -- sending ------------------------------------------------------------------
 
     def _send(self, msg: agent.WorkerMessage) -> None:
-        """Queue a message on the socket (dropped while unregistered: the next
-        registration reports the state afresh)."""
-        ws = self._ws
-        if ws is None or ws.closed:
-            return
-        data = msg.SerializeToString()
+        """Queue a message for the sender task (kept across reconnects)."""
+        if self._outbox.full():
+            self._outbox.get_nowait()
+            log.warning("worker link: %d messages waiting; the oldest dropped", QUEUE_MAX)
+        self._outbox.put_nowait(msg.SerializeToString())
 
-        async def send() -> None:
-            with contextlib.suppress(ConnectionError, RuntimeError, aiohttp.ClientError):
-                await ws.send_bytes(data)
-
-        # aiohttp writes synchronously when the transport is not paused: the task
-        # completes on its first step, in the order the messages were sent
-        task = asyncio.get_running_loop().create_task(send())
-        task.add_done_callback(_log_failure)
+    async def _sender(self) -> None:
+        """The one task that writes to the socket, in queue order; a message whose
+        write fails waits for the next connection."""
+        pending: bytes | None = None
+        while True:
+            if pending is None:
+                pending = await self._outbox.get()
+            await self._connected.wait()
+            ws = self._ws
+            if ws is None or ws.closed:
+                self._connected.clear()
+                continue
+            try:
+                await ws.send_bytes(pending)
+                pending = None
+            except (ConnectionError, RuntimeError, aiohttp.ClientError) as e:
+                log.info("worker link: send failed (%s); kept for the next connection", e)
+                self._connected.clear()
 
     def job_status(self, job_id: str, status: agent.JobStatus, error: str = "") -> None:
         self._send(
@@ -132,6 +164,8 @@ class WorkerLink:
             if full or self._draining
             else agent.WorkerStatus.WS_AVAILABLE
         )
+        if self._ws is None:
+            return  # registering reports it afresh
         self._send(
             agent.WorkerMessage(
                 update_worker=agent.UpdateWorkerStatus(status=status, load=load, job_count=count)
@@ -142,6 +176,10 @@ class WorkerLink:
         """Take no more rooms (shutdown): the server stops offering them."""
         self._draining = True
         self.report(force=True)
+
+    def ready(self, grace_s: float = READY_GRACE_S) -> bool:
+        """Registered, or unregistered for less than `grace_s` (a reconnect)."""
+        return self.registered_at is not None or time.monotonic() - self._lost_at < grace_s
 
     # -- receiving ----------------------------------------------------------------
 
@@ -177,7 +215,7 @@ class WorkerLink:
             register.register.version = __version__
             register.register.allowed_permissions.CopyFrom(
                 models.ParticipantPermission(
-                    can_publish=True,
+                    can_publish=False,  # a text bot publishes no media
                     can_subscribe=True,
                     can_publish_data=True,
                     can_update_metadata=True,
@@ -192,11 +230,13 @@ class WorkerLink:
             self._ws = ws
             self._failures = 0
             self.worker_id = first.register.worker_id
+            self.registered_at = time.monotonic()
             running = self._jobs.running_ids()
-            if running:  # rooms that outlived the previous connection
-                self._send(
-                    agent.WorkerMessage(migrate_job=agent.MigrateJobRequest(job_ids=running))
-                )
+            if running:  # rooms that outlived the previous connection: sent first
+                migrate = agent.WorkerMessage(migrate_job=agent.MigrateJobRequest(job_ids=running))
+                await ws.send_bytes(migrate.SerializeToString())
+            self._last_status = None
+            self._connected.set()
             self.report(force=True)
             self._on_registered(self.worker_id)
             status = supervise(self._status_loop(), name="worker status")
@@ -209,6 +249,9 @@ class WorkerLink:
                     self._handle(msg)
             finally:
                 self._ws = None
+                self.registered_at = None
+                self._lost_at = time.monotonic()
+                self._connected.clear()
                 status.cancel()
         raise ConnectionError(f"livekit-server closed the worker connection ({ws.close_code})")
 
@@ -218,21 +261,31 @@ class WorkerLink:
             self.report(force=True)
 
     async def run(self) -> None:
-        """Stay registered until cancelled; reconnect with backoff."""
-        async with aiohttp.ClientSession() as http:
-            while True:
-                try:
-                    await self._session(http)
-                except (aiohttp.ClientError, ConnectionError, OSError, TimeoutError) as e:
-                    delay = min(MAX_BACKOFF_S, 0.5 * 2**self._failures)
-                    self._failures += 1
-                    level = logging.INFO if self._failures == 1 else logging.WARNING
-                    log.log(
-                        level, "worker connection lost (%s); registering again in %.1fs", e, delay
-                    )
-                    await asyncio.sleep(delay)
-
-
-def _log_failure(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.warning("could not send to livekit-server: %s", task.exception())
+        """Stay registered until cancelled; reconnect with backoff. Raises `GaveUp`
+        after `max_tries` failed registrations in a row."""
+        sender = supervise(self._sender(), name="worker-link-sender")
+        try:
+            async with aiohttp.ClientSession() as http:
+                while True:
+                    try:
+                        await self._session(http)
+                    except (aiohttp.ClientError, ConnectionError, OSError, TimeoutError) as e:
+                        self._failures += 1
+                        if self._failures >= self._max_tries:
+                            raise GaveUp(
+                                f"could not register with livekit-server {self._failures} "
+                                f"times in a row; last: {e}"
+                            ) from e
+                        delay = min(MAX_BACKOFF_S, 0.5 * 2 ** (self._failures - 1))
+                        level = logging.INFO if self._failures == 1 else logging.WARNING
+                        log.log(
+                            level,
+                            "worker connection lost (%s); registering again in %.1fs (try %d/%d)",
+                            e,
+                            delay,
+                            self._failures + 1,
+                            self._max_tries,
+                        )
+                        await asyncio.sleep(delay)
+        finally:
+            sender.cancel()

@@ -16,7 +16,9 @@ dispatch watchdog of the others, their conversations continue from the store), a
 serves the HTTP port (BOT_HTTP_PORT): `/` is 200 while every process runs, `/worker`
 lists them, `/metrics` merges their metrics, each sample labelled `process="N"`
 (`sum without (process) (...)` for the whole worker), and adds its own.
-On SIGTERM/SIGINT it passes the signal on and waits for every room to end.
+On SIGTERM/SIGINT it passes the signal on and waits for every room to end. When
+it dies without that (kill -9, OOM), its processes see their stdin close and stop
+too, so no worker lives on unsupervised next to a restarted `bot start`.
 """
 
 from __future__ import annotations
@@ -90,8 +92,10 @@ class Child:
         """Start the process and follow what it says until it exits; its exit code."""
         self.port = None
         env = {**os.environ, "LKBOT_PROCESS": str(self.index)}
+        # stdin: a pipe this process never writes to; when it dies, however it dies
+        # (kill -9 included), the child reads EOF and stops (worker.serve)
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", "start", "--child", env=env, stdout=PIPE
+            sys.executable, "-m", "bot", "start", "--child", env=env, stdout=PIPE, stdin=PIPE
         )
         assert self.proc.stdout is not None
         async for line in self.proc.stdout:
@@ -195,6 +199,13 @@ class Supervisor:
             return web.Response(status=503, text=f"worker processes down: {down}")
         return web.Response(text="OK")
 
+    async def _readiness(self, _request: web.Request) -> web.Response:
+        ready = await self._gather("/ready")  # a child not ready answers 503: left out
+        unready = [c.index for c in self.children if c.index not in ready]
+        if unready:
+            return web.Response(status=503, text=f"worker processes not registered: {unready}")
+        return web.Response(text="ready")
+
     async def _worker(self, _request: web.Request) -> web.Response:
         texts = await self._gather("/worker")
         return web.json_response(
@@ -223,11 +234,18 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._stopping.set)
-        routes = {"/": self._health, "/worker": self._worker, "/metrics": self._metrics}
-        runner, self.port = await serve_http(routes, "0.0.0.0", self._settings.http_port)
+        routes = {
+            "/": self._health,
+            "/ready": self._readiness,
+            "/worker": self._worker,
+            "/metrics": self._metrics,
+        }
+        runner, self.port = await serve_http(
+            routes, self._settings.http_host, self._settings.http_port
+        )
         log.info(
             "%d worker processes (BOT_PROCESSES; one per core by default); HTTP on port %d: "
-            "GET / (health), /worker, /metrics (Prometheus, all processes)",
+            "GET / (health), /ready, /worker, /metrics (Prometheus, all processes)",
             len(self.children),
             self.port,
         )

@@ -9,19 +9,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from ..config import Settings
+from ..core.tasks import supervise
+from ..fleet.keeper import FleetKeeper
 from ..llm import local as local_llm
 from ..llm.local import LocalModelServer
 from ..store import ConversationKey, describe, from_settings
 from ..store.base import Store
-from .capacity import RoomKeeper
 from .health import HealthServer
 from .host import RoomHost
 from .link import WorkerLink
-from .liveness import WorkerRegistry
 
 log = logging.getLogger("bot")
 
@@ -84,6 +85,42 @@ async def _open_store(settings: Settings) -> Store:
     return store
 
 
+async def _until_orphaned(stop: asyncio.Event) -> None:
+    """A child's stdin is a pipe from its supervisor (`processes.py`), never written:
+    EOF means the supervisor is gone, even by kill -9. Stop as on SIGTERM."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while await reader.read(4096):
+        pass
+    log.warning("the supervising process is gone: stopping")
+    stop.set()
+
+
+async def _hand_over(
+    host: RoomHost, keeper: FleetKeeper, timeout: float, hurry: asyncio.Event
+) -> None:
+    """Draining: every room is handed to another worker's bot where one is registered
+    (else its turns end first), bounded by `timeout` and by a second signal."""
+    try:
+        await keeper.leases.renew()  # who is alive now: a worker may have just started
+    except Exception as e:
+        log.warning("could not read the fleet's leases: %s", e)
+    successor = keeper.api if keeper.others_alive() else None
+    log.info(
+        "draining: handing %d rooms over%s (at most %gs; a second signal: at once)",
+        len(host.rooms),
+        " to the other workers" if successor else " (no other worker: turns end first)",
+        timeout,
+    )
+    drain = asyncio.create_task(host.drain(successor, timeout))
+    hurried = asyncio.create_task(hurry.wait())
+    await asyncio.wait({drain, hurried}, return_when=asyncio.FIRST_COMPLETED)
+    for task in (drain, hurried):
+        task.cancel()
+    await asyncio.gather(drain, hurried, return_exceptions=True)
+
+
 async def _serve(
     settings: Settings,
     *,
@@ -93,9 +130,8 @@ async def _serve(
     child: bool,
 ) -> None:
     store = await _open_store(settings)
-    registry = WorkerRegistry()
-    host = RoomHost(settings, store, liveness=registry.state)
-    keeper = RoomKeeper(settings, handling=host.handling, registry=registry)
+    keeper = FleetKeeper(settings, store, handling=lambda: host.handling())
+    host = RoomHost(settings, store, liveness=keeper.state)
 
     def on_registered(worker_id: str) -> None:
         nonlocal on_ready
@@ -119,30 +155,42 @@ async def _serve(
         on_registered=on_registered,
     )
     host.link = link
-    health = HealthServer(host)
+    health = HealthServer(host, ready=link.ready)
     local_only = dev or child
     await health.start(
-        "127.0.0.1" if local_only else "0.0.0.0", 0 if local_only else settings.http_port
+        "127.0.0.1" if local_only else settings.http_host,
+        0 if local_only else settings.http_port,
     )
     if child:
         print(f"port {health.port}", flush=True)
     log.info("HTTP on port %d: GET / (health), /worker, /metrics (Prometheus)", health.port)
-    stop = asyncio.Event()
+    stop, hurry = asyncio.Event(), asyncio.Event()
+
+    def on_signal() -> None:
+        if stop.is_set():
+            hurry.set()  # a second signal: leave every room at once
+        stop.set()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
+    if child:
+        orphaned = supervise(_until_orphaned(stop), name="parent-watch")
     run = asyncio.create_task(link.run(), name="worker-link")
     waiter = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait({run, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        log.info("shutting down")
         link.drain()
+        if not run.done() and host.rooms:
+            await _hand_over(host, keeper, settings.drain_timeout, hurry)
+        log.info("shutting down")
         await host.aclose()
     finally:
         await keeper.aclose()
-        for task in (run, waiter):
+        tasks = [run, waiter, *([orphaned] if child else [])]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(run, waiter, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         await health.aclose()
         await store.aclose()
     if run.done() and not run.cancelled() and run.exception() is not None:

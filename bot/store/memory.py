@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import copy
+import itertools
 
 from .model import (
     DEFAULT_BOUNDS,
+    FORGET_MS,
     Bounds,
     Changes,
+    Claim,
     ConversationKey,
     ConversationState,
-    Lease,
+    Stale,
     now_ms,
 )
 
@@ -19,6 +22,10 @@ class MemoryStore:
     def __init__(self, bounds: Bounds = DEFAULT_BOUNDS) -> None:
         self.bounds = bounds
         self._data: dict[ConversationKey, ConversationState] = {}
+        self._fences: dict[ConversationKey, int] = {}  # the latest claim's token
+        self._tokens = itertools.count(1)  # never reused, whatever is deleted
+        self._workers: dict[str, int] = {}  # worker -> lease until (ms)
+        self._leaders: dict[str, tuple[str, int]] = {}  # role -> (owner, until ms)
 
     def _expired(self, state: ConversationState, now: int) -> bool:
         return bool(self.bounds.ttl_s) and now - state.updated_ms > self.bounds.ttl_s * 1000
@@ -27,10 +34,20 @@ class MemoryStore:
         state = self._data.get(key)
         if state is None or self._expired(state, now_ms()):
             self._data.pop(key, None)
+            self._fences.pop(key, None)
             return ConversationState()
         return copy.deepcopy(state)
 
+    async def claim(self, key: ConversationKey, owner: str) -> Claim:
+        state = await self.load(key)
+        fence = self._fences[key] = next(self._tokens)
+        if key not in self._data:
+            self._data[key] = ConversationState(updated_ms=now_ms())
+        return Claim(fence, state)
+
     async def apply(self, key: ConversationKey, changes: Changes) -> None:
+        if changes.fence is not None and self._fences.get(key) != changes.fence:
+            raise Stale(f"conversation {key} was claimed by another writer")
         b = self.bounds
         s = self._data.setdefault(key, ConversationState())
         if changes.seq is not None:
@@ -44,11 +61,8 @@ class MemoryStore:
         s.leases = [leases[t] for t in sorted(leases) if t not in changes.ended]
         s.updated_ms = now_ms()
 
-    async def lease(self, key: ConversationKey, turn: str) -> Lease | None:
-        state = self._data.get(key)
-        return next((x for x in state.leases if x.turn == turn), None) if state else None
-
     async def delete(self, key: ConversationKey) -> bool:
+        self._fences.pop(key, None)
         return self._data.pop(key, None) is not None
 
     async def keys(self) -> list[ConversationKey]:
@@ -59,7 +73,23 @@ class MemoryStore:
         gone = [k for k, s in self._data.items() if self._expired(s, now)]
         for k in gone:
             del self._data[k]
+            self._fences.pop(k, None)
         return len(gone)
+
+    async def beat(self, worker: str, ttl_ms: int) -> dict[str, int]:
+        now = now_ms()
+        self._workers[worker] = now + ttl_ms
+        for gone in [w for w, until in self._workers.items() if until < now - FORGET_MS]:
+            del self._workers[gone]
+        return {w: until - now for w, until in self._workers.items()}
+
+    async def lead(self, role: str, owner: str, ttl_ms: int) -> bool:
+        now = now_ms()
+        holder, until = self._leaders.get(role, ("", 0))
+        if holder not in ("", owner) and until > now:
+            return False
+        self._leaders[role] = (owner, now + ttl_ms)
+        return True
 
     async def aclose(self) -> None:
         pass

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote
 
+FORGET_MS = 3_600_000  # a worker lease expired this long ago is forgotten
+
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
@@ -68,6 +70,11 @@ class Lease:
     until_ms: int
 
 
+class Stale(Exception):
+    """A write refused: another writer claimed the conversation after this one (its
+    fencing token is no longer the conversation's). The writer must stop serving it."""
+
+
 @dataclass
 class ConversationState:
     seq: int = 0
@@ -82,11 +89,26 @@ class ConversationState:
         return not (self.seq or self.history or self.sent or self.ids or self.leases)
 
 
+@dataclass(frozen=True)
+class Claim:
+    """A conversation claimed by one writer: `fence` is its fencing token (every write
+    of that writer carries it; a later claim makes it stale), `state` what the store
+    held at the moment of the claim."""
+
+    fence: int
+    state: ConversationState
+
+
 @dataclass
 class Changes:
     """One batch of writes for one conversation, applied atomically, in this order:
-    history cleared, then appended; sent and ids appended; leases set, then ended."""
+    history cleared, then appended; sent and ids appended; leases set, then ended.
 
+    `fence`: the writer's fencing token (from `Store.claim`); the store applies the
+    batch only while that claim is the conversation's latest, else raises `Stale`.
+    None only for an operator's own writes (tests, tooling), never a bot's."""
+
+    fence: int | None = None
     seq: int | None = None
     history_cleared: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)

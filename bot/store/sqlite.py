@@ -3,7 +3,10 @@
 All calls go through one thread that owns the connection, so the event loop never
 waits on the disk. Several processes may share the file (the process executor runs one
 per room): WAL lets readers and one writer work at once, and `busy_timeout` queues
-writers. Each `apply` is one transaction."""
+writers. Each `apply` is one transaction, and checks the writer's fencing token in it:
+`claim` takes the next token from a counter row that is never deleted (so a token is
+never given twice, whatever is deleted) and stores it with the conversation; a batch
+whose token is not the conversation's is refused (`Stale`) and nothing of it written."""
 
 from __future__ import annotations
 
@@ -17,11 +20,13 @@ from typing import Any, TypeVar
 
 from .model import (
     DEFAULT_BOUNDS,
+    FORGET_MS,
     Bounds,
     Changes,
+    Claim,
     ConversationKey,
     ConversationState,
-    Lease,
+    Stale,
     dumps,
     lease_from,
     now_ms,
@@ -33,7 +38,16 @@ T = TypeVar("T")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversation (
-    key TEXT PRIMARY KEY, seq INTEGER NOT NULL DEFAULT 0, updated_ms INTEGER NOT NULL
+    key TEXT PRIMARY KEY, seq INTEGER NOT NULL DEFAULT 0, updated_ms INTEGER NOT NULL,
+    fence INTEGER NOT NULL DEFAULT 0, owner TEXT NOT NULL DEFAULT ''
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS fence_counter (
+    id INTEGER PRIMARY KEY CHECK (id = 0), value INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO fence_counter (id, value) VALUES (0, 0);
+CREATE TABLE IF NOT EXISTS worker (id TEXT PRIMARY KEY, until_ms INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS leader (
+    role TEXT PRIMARY KEY, owner TEXT NOT NULL, until_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS history (
     key TEXT NOT NULL, pos INTEGER NOT NULL, item TEXT NOT NULL, PRIMARY KEY (key, pos)
@@ -68,6 +82,13 @@ class SQLiteStore:
             db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at each checkpoint
             db.execute("PRAGMA busy_timeout=10000")
             db.executescript(SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(conversation)")}
+            for column, decl in (
+                ("fence", "INTEGER NOT NULL DEFAULT 0"),
+                ("owner", "TEXT NOT NULL DEFAULT ''"),
+            ):
+                if column not in columns:  # a file from before fencing
+                    db.execute(f"ALTER TABLE conversation ADD COLUMN {column} {decl}")
             self._db = db
         return self._db
 
@@ -85,16 +106,18 @@ class SQLiteStore:
 
     def _load(self, key: str) -> ConversationState:
         db = self._conn()
+        with db:
+            db.execute("BEGIN")
+            return self._read(db, key)
+
+    def _read(self, db: sqlite3.Connection, key: str) -> ConversationState:
         row = db.execute(
             "SELECT seq, updated_ms FROM conversation WHERE key = ?", (key,)
         ).fetchone()
         if row is None:
             return ConversationState()
         if self._expired(row[1]):
-            with db:
-                db.execute("BEGIN IMMEDIATE")
-                self._delete(db, key)
-            return ConversationState()
+            return ConversationState()  # deleted by the next claim or purge
         q = "SELECT item FROM {} WHERE key = ? ORDER BY {}"
         return ConversationState(
             seq=row[0],
@@ -121,11 +144,32 @@ class SQLiteStore:
             f"DELETE FROM {table} WHERE key = ? AND pos <= ?", (key, top + len(items) - keep)
         )
 
+    def _claim(self, key: str, owner: str) -> Claim:
+        db = self._conn()
+        with db:
+            db.execute("BEGIN IMMEDIATE")
+            row = db.execute("SELECT updated_ms FROM conversation WHERE key = ?", (key,)).fetchone()
+            if row is not None and self._expired(row[0]):
+                self._delete(db, key)
+            fence = db.execute(
+                "UPDATE fence_counter SET value = value + 1 WHERE id = 0 RETURNING value"
+            ).fetchone()[0]
+            db.execute(
+                "INSERT INTO conversation (key, updated_ms, fence, owner) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET fence = excluded.fence, owner = excluded.owner",
+                (key, now_ms(), fence, owner),
+            )
+            return Claim(fence, self._read(db, key))
+
     def _apply(self, key: str, c: Changes) -> None:
         db = self._conn()
         b = self.bounds
         with db:
             db.execute("BEGIN IMMEDIATE")
+            if c.fence is not None:
+                row = db.execute("SELECT fence FROM conversation WHERE key = ?", (key,)).fetchone()
+                if row is None or row[0] != c.fence:
+                    raise Stale(f"conversation {key} was claimed by another writer")
             db.execute(
                 "INSERT INTO conversation (key, seq, updated_ms) VALUES (?, ?, ?) "
                 "ON CONFLICT (key) DO UPDATE SET seq = MAX(seq, excluded.seq), "
@@ -138,7 +182,7 @@ class SQLiteStore:
             self._append(db, "seen", key, [dumps(s) for s in c.ids], b.ids_max)
             if c.sent:
                 db.executemany(
-                    "INSERT OR REPLACE INTO sent (key, seq, item) VALUES (?, ?, ?)",
+                    "INSERT INTO sent (key, seq, item) VALUES (?, ?, ?)",
                     [(key, s.seq, dumps(s)) for s in c.sent],
                 )
                 db.execute(
@@ -154,14 +198,6 @@ class SQLiteStore:
                 db.executemany(
                     "DELETE FROM lease WHERE key = ? AND turn = ?", [(key, t) for t in c.ended]
                 )
-
-    def _lease(self, key: str, turn: str) -> Lease | None:
-        row = (
-            self._conn()
-            .execute("SELECT item FROM lease WHERE key = ? AND turn = ?", (key, turn))
-            .fetchone()
-        )
-        return lease_from(row[0]) if row else None
 
     def _delete_one(self, key: str) -> bool:
         db = self._conn()
@@ -187,6 +223,33 @@ class SQLiteStore:
                 self._delete(db, key)
         return len(old)
 
+    def _beat(self, worker: str, ttl_ms: int) -> dict[str, int]:
+        db = self._conn()
+        now = now_ms()
+        with db:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute(
+                "INSERT INTO worker (id, until_ms) VALUES (?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET until_ms = excluded.until_ms",
+                (worker, now + ttl_ms),
+            )
+            db.execute("DELETE FROM worker WHERE until_ms < ?", (now - FORGET_MS,))
+            return {w: until - now for w, until in db.execute("SELECT id, until_ms FROM worker")}
+
+    def _lead(self, role: str, owner: str, ttl_ms: int) -> bool:
+        db = self._conn()
+        now = now_ms()
+        with db:
+            db.execute("BEGIN IMMEDIATE")
+            taken = db.execute(
+                "INSERT INTO leader (role, owner, until_ms) VALUES (?, ?, ?) "
+                "ON CONFLICT (role) DO UPDATE SET owner = excluded.owner, "
+                "until_ms = excluded.until_ms WHERE leader.owner = excluded.owner "
+                "OR leader.until_ms <= ?",
+                (role, owner, now + ttl_ms, now),
+            ).rowcount
+        return taken > 0
+
     # -- the Store API --
 
     async def load(self, key: ConversationKey) -> ConversationState:
@@ -195,11 +258,17 @@ class SQLiteStore:
     async def apply(self, key: ConversationKey, changes: Changes) -> None:
         await self._run(self._apply, key.encoded(), changes)
 
-    async def lease(self, key: ConversationKey, turn: str) -> Lease | None:
-        return await self._run(self._lease, key.encoded(), turn)
+    async def claim(self, key: ConversationKey, owner: str) -> Claim:
+        return await self._run(self._claim, key.encoded(), owner)
 
     async def delete(self, key: ConversationKey) -> bool:
         return await self._run(self._delete_one, key.encoded())
+
+    async def beat(self, worker: str, ttl_ms: int) -> dict[str, int]:
+        return await self._run(self._beat, worker, ttl_ms)
+
+    async def lead(self, role: str, owner: str, ttl_ms: int) -> bool:
+        return await self._run(self._lead, role, owner, ttl_ms)
 
     async def keys(self) -> list[ConversationKey]:
         return await self._run(self._keys)

@@ -66,10 +66,24 @@ def _env(lk: DevServer, **extra: str) -> dict[str, str]:
     return env
 
 
-def start_worker(lk: DevServer, llm_url: str | None, **settings: str) -> Proc:
+def machine(name: str) -> dict[str, str]:
+    """The environment of a worker "machine" of its own: home, temp and data dirs
+    that no other worker shares (they share only LiveKit and the store)."""
+    root = Path(tempfile.mkdtemp(prefix=f"lkbot-machine-{name}-"))
+    dirs = {"HOME": root / "home", "TMPDIR": root / "tmp", "XDG_DATA_HOME": root / "data"}
+    for d in dirs.values():
+        d.mkdir(mode=0o700)
+    return {k: str(v) for k, v in dirs.items()}
+
+
+def start_worker(
+    lk: DevServer, llm_url: str | None, *, env: dict[str, str] | None = None, **settings: str
+) -> Proc:
     """`python -m bot start`, as users run it, until it has registered with LiveKit.
 
-    With no `llm_url`, no LLM endpoint is configured: the local model answers."""
+    With no `llm_url`, no LLM endpoint is configured: the local model answers. `env`:
+    more of the environment (e.g. `machine(...)`)."""
+    extra = env or {}
     ready = Path(tempfile.mkdtemp(prefix="lkbot-ready-")) / "ready"
     env = _env(
         lk,
@@ -81,12 +95,16 @@ def start_worker(lk: DevServer, llm_url: str | None, **settings: str) -> Proc:
         BOT_LLM_TIMEOUT="120",
         BOT_TOOL_TIMEOUT="2",
         BOT_LLM_RETRIES="0",
+        # tests stall turns forever and then stop the worker: the drain (which waits for
+        # running turns) is bounded short; the rolling-restart test sets its own
+        BOT_DRAIN_TIMEOUT="2",
         # each worker its own conversation store, unless a test shares one (store=...)
         BOT_STORE=f"sqlite://{ready.parent}/conversations.db",
     )
     if llm_url is not None:
         env.update(OPENAI_BASE_URL=llm_url, BOT_MODEL="scripted")
     env.update({f"BOT_{k.upper()}": v for k, v in settings.items()})
+    env.update(extra)
     proc = _spawn([sys.executable, "-m", "bot", "start", "--ready-file", str(ready)], env, "worker")
     wait_until(ready.exists, proc.process, proc.log, what="worker", timeout=120)
     return proc

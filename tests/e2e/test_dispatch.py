@@ -10,6 +10,7 @@ import signal
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -69,10 +70,16 @@ async def test_a_room_made_before_any_worker_gets_a_bot(
 
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
 async def test_a_room_whose_worker_died_gets_a_new_bot(
-    lk2: DevServer, llm_url: str, clients: list[BotClient], how: signal.Signals
+    lk2: DevServer,
+    llm_url: str,
+    clients: list[BotClient],
+    how: signal.Signals,
+    tmp_path: Path,
 ) -> None:
     room = f"orphan-{uuid.uuid4().hex[:6]}"
-    first = start_worker(lk2, llm_url, watchdog_interval="1")
+    # one fleet: the workers know each other's liveness from the store they share
+    fleet = {"watchdog_interval": "1", "store": f"sqlite://{tmp_path / 'fleet.db'}"}
+    first = start_worker(lk2, llm_url, **fleet)
     try:
         alice = await _join(lk2, room, "alice", clients)
         old = await alice.wait_bot(timeout=BOUND)
@@ -82,7 +89,7 @@ async def test_a_room_whose_worker_died_gets_a_new_bot(
         _kill(first, how)  # mid-turn
     finally:
         first.stop()
-    second = start_worker(lk2, llm_url, watchdog_interval="1")
+    second = start_worker(lk2, llm_url, **fleet)
     try:
         started = time.monotonic()
         new = await alice.wait_bot(exclude=old, timeout=BOUND)

@@ -43,10 +43,7 @@ def _store(kind: str, request: pytest.FixtureRequest) -> str:
 
 
 def _worker(lk: DevServer, llm_url: str, store: str, **settings: str) -> Proc:
-    # a short lease: a turn left by a killed worker ends within seconds
-    return start_worker(
-        lk, llm_url, watchdog_interval="1", store=store, store_lease_ttl="3", **settings
-    )
+    return start_worker(lk, llm_url, watchdog_interval="1", store=store, **settings)
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "redis"])

@@ -63,6 +63,7 @@ async def test_two_processes_one_killed(
         procs = json.loads(text)
         assert status == 200 and [p["process"] for p in procs] == [0, 1]
         assert all(p["running"] and p["pid"] != worker.process.pid for p in procs)
+        assert (await _get(port, "/ready"))[0] == 200  # every process registered
 
         rooms = [f"multi-{uuid.uuid4().hex[:6]}-{i}" for i in range(4)]
         users = [await _join(lk4, room, f"u{i}", clients) for i, room in enumerate(rooms)]
@@ -99,3 +100,39 @@ async def test_two_processes_one_killed(
         code = worker.stop(timeout=60)
     assert code == 0
     assert not re.search(r"Traceback", worker.text()), worker.text()[-3000:]
+
+
+async def _exited(pid: int) -> None:
+    """Wait until `pid` (not our child) has exited: its pidfd turns readable."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_reader(fd, done.set)
+    try:
+        await done.wait()
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+
+
+@pytest.mark.timeout(300)
+async def test_worker_processes_leave_when_their_supervisor_is_killed(
+    lk4: DevServer, llm_url: str
+) -> None:
+    """kill -9 of `bot start`'s own process: its worker processes stop too (they were
+    measured still serving 3 s later, registered next to the replacement's)."""
+    worker = start_worker(lk4, llm_url, processes="2")
+    try:
+        found = re.search(r"HTTP on port (\d+)", worker.text())
+        assert found
+        procs = json.loads((await _get(int(found.group(1)), "/worker"))[1])
+        pids = [p["pid"] for p in procs]
+        assert len(pids) == 2 and all(p["running"] for p in procs)
+        os.kill(worker.process.pid, signal.SIGKILL)  # the supervisor alone
+        await asyncio.wait_for(asyncio.gather(*(_exited(pid) for pid in pids)), BOUND)
+    finally:
+        worker.stop()
+    assert "the supervising process is gone: stopping" in worker.text()

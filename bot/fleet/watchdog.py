@@ -10,15 +10,15 @@ server API. Bots of a
 worker known to be dead (`liveness`) are removed from the room first, so that clients
 find the new one.
 
-Several workers may run it at once: dispatches are server state, and a room whose
-dispatch is still on its way (recent, or with a job not yet joined) is left alone.
+One worker of the fleet runs it at a time (the holder of the watchdog lease in the
+store, `leases.py`). Should two ever overlap (a lease handed over mid-scan),
+dispatches are server state, and a room whose dispatch is still on its way (recent,
+or with a job not yet joined) is left alone.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -28,7 +28,7 @@ from livekit.protocol.agent_dispatch import AgentDispatch
 from livekit.protocol.models import ParticipantInfo
 
 from ..protocol.attributes import WORKER_ATTRIBUTE, is_bot
-from .liveness import Liveness
+from .leases import Liveness
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,6 @@ class DispatchWatchdog:
         *,
         agent_name: str,
         liveness: Callable[[str], Liveness],
-        interval_s: float,
         grace_s: float,
         handling: Callable[[], set[str]] = set,
     ) -> None:
@@ -112,19 +111,15 @@ class DispatchWatchdog:
         self._agent_name = agent_name
         self._liveness = liveness
         self._handling = handling  # rooms this worker has accepted or runs
-        self._interval = interval_s
         self._grace = grace_s
         self.dispatched = 0  # rooms given a bot by this watchdog (for logs and tests)
 
-    async def run(self) -> None:
-        """Scan forever; a failed scan (server restarting) is logged and retried."""
-        while True:
-            try:
-                await self.scan()
-            except Exception as e:  # the API unreachable for a moment must not end it
-                log.warning("dispatch watchdog: scan failed: %s", e)
-            # jitter: several workers' watchdogs do not scan in lockstep
-            await asyncio.sleep(self._interval * random.uniform(0.8, 1.2))
+    async def scan_logged(self) -> None:
+        """One scan; a failed one (the server restarting) is logged, the next retries."""
+        try:
+            await self.scan()
+        except Exception as e:  # the API unreachable for a moment must not end the loop
+            log.warning("dispatch watchdog: scan failed: %s", e)
 
     async def scan(self) -> list[RoomPlan]:
         rooms = await self._api.room.list_rooms(api.ListRoomsRequest())
