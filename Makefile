@@ -30,11 +30,12 @@ test: lint  ## every check and every test: unit, end-to-end (real livekit-server
 test-fast: setup  ## unit tests only (no livekit-server)
 	$(PY) -m pytest -m "not e2e"
 
-bench: setup  ## benchmarks over a real server (~25 min); publishes docs/performance.md
+bench: setup  ## benchmarks over a real server (~30 min); publishes docs/performance.md
 	$(PY) -m bench --publish
 	$(PY) -m bench.burst --publish
 	$(PY) -m bench.store --publish
 	$(PY) -m bench.idle --publish
+	$(PY) -m bench.fleet_api --rooms 200 --publish
 
 bench-quick: setup  ## a small benchmark smoke run (~1 min)
 	$(PY) -m bench --quick

@@ -20,6 +20,8 @@ from pathlib import Path
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from bot import sdk
+
 from . import report
 from .report import publish_section
 from .run import PROFILES, Config, py_spy, sweep
@@ -126,6 +128,7 @@ def write_report(
 
 
 def main() -> int:
+    sdk.enable()  # the load generator: many clients, as cheap as the worker's rooms
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description=__doc__,

@@ -26,6 +26,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from bot import sdk
 from bot.client.bot_client import BotClient
 from bot.config import Settings
 from bot.dev import livekit_server
@@ -166,7 +167,7 @@ def section(run: Run, seconds: float) -> str:
         "The *floor* is measured in the same run: N bare `rtc.Room` connects at once in a "
         "process of their own, with no bot and nothing sent; once as livekit.rtc sets "
         "itself up, once with its native logs kept in Rust as our worker and clients run "
-        "(`bot/room/native_logs.py`) (their CPU: "
+        "(`bot/sdk/native_logs.py`) (their CPU: "
         f"{floor_cpu}).\n\n" + table(run.bursts, run.floors) + "\n\n"
         "### Rooms created by the API: the bot's join alone\n\n"
         "An app's backend creates the room (`CreateRoom`) before it hands out tokens; "
@@ -259,7 +260,7 @@ async def run(
 
 async def _run_and_close(sizes: list[int], repeat: int, answer_sizes: list[int]) -> Run:
     print(f"bursts: {sizes} rooms (largest x{repeat}); first answers: {answer_sizes}", flush=True)
-    from bot.room import native_logs
+    from bot.sdk import native_logs
 
     native_logs.quiet()  # the load generator's own cost, whatever system it talks to
     hooks = Webhooks()
@@ -270,6 +271,7 @@ async def _run_and_close(sizes: list[int], repeat: int, answer_sizes: list[int])
 
 
 def main() -> None:
+    sdk.enable()  # the load generator: many clients, as cheap as the worker's rooms
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="10,20,50", help="rooms per burst, comma-separated")
     parser.add_argument("--repeat", type=int, default=5, help="bursts of the largest size")

@@ -22,7 +22,7 @@ from aiohttp import web
 from livekit import api
 
 from bot.dev import livekit_server
-from bot.room.health import serve_http
+from bot.worker.health import serve_http
 
 from .floor import Floors
 from .report import fmt, md_table

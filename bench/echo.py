@@ -16,7 +16,7 @@ import signal
 
 from livekit import rtc
 
-from bot.room import native_logs
+from bot.sdk import native_logs
 
 from .load import ECHO_IDENTITY, connect_bare, token_for
 

@@ -41,8 +41,8 @@ class Floor:
 async def _floor_connects(url: str, key: str, secret: str, n: int, quiet: bool) -> dict[str, float]:
     from livekit import rtc
 
-    from bot.room import native_logs
     from bot.room.options import data_only
+    from bot.sdk import native_logs
 
     if quiet:
         native_logs.quiet()

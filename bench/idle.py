@@ -10,7 +10,7 @@ split by thread (`/proc/<pid>/task`; the Rust runtime and libwebrtc name theirs)
 The floor: a process of its own holding N bare data-only `rtc.Room` connections (as our
 bot joins), measured the same way: what one WebRTC connection per room costs before any
 of our code runs, once as livekit.rtc sets itself up and once with its native logs kept
-out of Python (`bot/room/native_logs.py`, what our worker does). The floor is measured
+out of Python (`bot/sdk/native_logs.py`, what our worker does). The floor is measured
 at each N, for the rooms-per-process curve.
 
 The clients (the load generator) run in processes of their own, a few rooms each, so
@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 
 import psutil
 
+from bot import sdk
 from bot.config import Settings
 from bot.dev.processes import stop_process
 from bot.room.tokens import mint_token
@@ -123,8 +124,8 @@ async def _hold(kind: str, seats: list[tuple[str, str]]) -> None:
     from livekit import rtc
 
     from bot.client.bot_client import BotClient
-    from bot.room import ffi_routing, native_logs
     from bot.room.options import data_only
+    from bot.sdk import ffi_routing, native_logs
 
     env = os.environ
     settings = Settings(
@@ -319,6 +320,7 @@ def section(results: list[Idle], seconds: float, took: float) -> str:
 
 
 def main() -> None:
+    sdk.enable()  # the load generator: many clients, as cheap as the worker's rooms
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rooms", default="10,50,200", help="idle room counts (curve)")
     parser.add_argument("--users", type=int, default=1000, help="conversations to hold (0: no)")

@@ -19,10 +19,10 @@ from typing import Any, ClassVar, Protocol
 
 from livekit import rtc
 
+from bot import sdk
 from bot.client.bot_client import BotClient
 from bot.config import Settings
 from bot.protocol.outbound import BotMessage, Error, TurnEnd
-from bot.room import ffi_routing, native_logs
 from bot.room.tokens import mint_token
 
 ECHO_IDENTITY = "echo"
@@ -30,12 +30,12 @@ Marks = dict[str, float]
 
 
 async def connect_bare(room: rtc.Room, url: str, token: str) -> None:
-    """A bare participant as cheap as BotClient's (its native logs in Rust, only its own
-    room's FFI events): the load generator costs the same whatever system it measures."""
-    native_logs.quiet()
-    ffi_routing.install()
+    """A bare participant as cheap as a BotClient with the SDK patches (its native logs
+    in Rust, only its own room's FFI events): the load generator costs the same
+    whatever system it measures."""
+    sdk.enable()
     await room.connect(url, token)
-    ffi_routing.bind(room)
+    sdk.bind(room)
 
 
 def token_for(room: str, identity: str, agent: str = "") -> str:
@@ -79,6 +79,7 @@ class OursUser:
     }
 
     def __init__(self) -> None:
+        sdk.enable()  # as the bare participants' (connect_bare)
         self.client = BotClient()
         self.marks: Marks = {}
         self.current = ""

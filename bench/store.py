@@ -61,9 +61,9 @@ def _p50_p99(times: list[float]) -> tuple[float, float]:
 async def _hot_path(url: str, n: int = 20000) -> tuple[float, float]:
     """µs per message a conversation spends *before* a packet goes out (stamping,
     encoding, and with a store the journal's synchronous record), without and with it."""
-    from bot.core.journal import Journal
-    from bot.core.outbox import Outbox
     from bot.protocol.outbound import TurnDelta
+    from bot.state.journal import Journal
+    from bot.state.outbox import Outbox
     from bot.testing.memory import MemoryTransport
 
     out = []
@@ -106,9 +106,9 @@ async def _departure(url: str | None, n: int = 300) -> tuple[float, float]:
     """ms from `put` to the transport's send of a lone message (what a first text waits
     for): the outbox publishes a message once the journal has written it. `url` None:
     an outbox with no journal, the floor."""
-    from bot.core.journal import Journal
-    from bot.core.outbox import Outbox
     from bot.protocol.outbound import TurnDelta
+    from bot.state.journal import Journal
+    from bot.state.outbox import Outbox
 
     key = ConversationKey("bench", f"dep{time.time_ns()}")
     journal = Journal(open_store(url), key) if url else None

@@ -76,14 +76,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     setup_logging(settings.log_level)
     child = getattr(args, "child", False)  # `dev` has no such option
     if not dev and not child:
-        from .room import processes
+        from .worker import processes
 
         n = processes.count(settings)
         if n > 1:
             supervisor = processes.Supervisor(settings, n, args.ready_file)
             asyncio.run(supervisor.run())
             return 0
-    from .room.worker import serve
+    from .worker.serve import serve
 
     asyncio.run(serve(settings, dev=dev, ready_file=args.ready_file, child=child))
     return 0
@@ -252,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
         "serves every room it is dispatched to.",
     )
     _ready_option(p)
-    # one of BOT_PROCESSES' processes (room/processes.py)
+    # one of BOT_PROCESSES' processes (worker/processes.py)
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_run)
 

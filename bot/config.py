@@ -122,6 +122,10 @@ class Settings(BaseSettings):
     # that LiveKit accepted may take to bring its bot before another is made.
     watchdog_interval: Annotated[float, Field(ge=0)] = 2.0
     watchdog_grace: Annotated[float, Field(gt=0)] = 20.0
+    # The slow reconciliation scan of every room (seconds): dispatches LiveKit never
+    # delivered, rooms made before any worker ran. Dead workers' rooms and rooms
+    # LiveKit's webhooks point at are seen to every watchdog_interval.
+    watchdog_scan_interval: Annotated[float, Field(gt=0)] = 60.0
     # A worker's lease in the store, renewed every quarter of it: a worker that stops
     # renewing (killed, hung, cut off from the store) counts as dead this long after
     # its last renewal, and the dispatch watchdog replaces its bots.

@@ -6,10 +6,10 @@ from typing import Any
 import pytest
 
 from bot.config import Settings
-from bot.core.transport import Peer
 from bot.dev import redis_server
 from bot.testing.llm_server import ScriptedLLMServer
 from bot.testing.memory import MemoryTransport
+from bot.transport import Peer
 
 from .harness import Harness
 

@@ -12,11 +12,11 @@ from hypothesis import HealthCheck, settings
 
 from bot.config import Settings
 from bot.core.dispatcher import Dispatcher
-from bot.core.transport import Peer
 from bot.llm.endpoint import build_llm
 from bot.llm.tools import load_tools
 from bot.testing.llm_server import ScriptedLLMServer
 from bot.testing.memory import MemoryTransport
+from bot.transport import Peer
 from bot.turns.engine import TurnEngine
 
 T = TypeVar("T")

@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 from livekit.agents import ToolError
 
 from bot.config import ConfigError, load_settings
-from bot.core.transport import Peer
 from bot.llm.tools import load_tools
 from bot.llm.tools.builtin import calculate, current_time
 from bot.llm.tools.calculator import CalcError, evaluate
+from bot.transport import Peer
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import yaml
 
+from bot import metrics
 from bot.config import Settings
-from bot.core import metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"

@@ -5,14 +5,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+from livekit import api
 from livekit.protocol.agent import Job, JobState
 from livekit.protocol.agent_dispatch import AgentDispatch, AgentDispatchState
-from livekit.protocol.models import ParticipantInfo
+from livekit.protocol.models import ParticipantInfo, Room
+from livekit.protocol.room import (
+    ListParticipantsRequest,
+    ListParticipantsResponse,
+    ListRoomsResponse,
+)
 
 from bot.fleet.leases import WorkerLeases
-from bot.fleet.watchdog import plan_room
-from bot.room.capacity import RoomLoad
+from bot.fleet.watchdog import DispatchWatchdog, plan_room
 from bot.store import MemoryStore
+from bot.worker.capacity import RoomLoad
 
 NOW = 1_000 * 10**9  # ns
 Kind = ParticipantInfo.Kind
@@ -174,3 +180,107 @@ def test_load_means_capacity_at_the_servers_threshold() -> None:
     assert load.of(0) == 0
     assert load.of(49) < 0.7 <= load.of(50)  # the server sends rooms until exactly 50
     assert load.of(500) == 0.7
+
+
+class FakeAPI:
+    """The server API the watchdog uses, over a table of rooms; counts every call."""
+
+    def __init__(self, rooms: dict[str, list[ParticipantInfo]]) -> None:
+        self.rooms = rooms
+        self.calls: list[str] = []
+        self.room = self
+        self.agent_dispatch = self
+        self.dispatched: list[str] = []
+        self.removed: list[str] = []
+        self.acted = asyncio.Event()
+
+    async def list_rooms(self, _req: object) -> object:
+        self.calls.append("ListRooms")
+        listed = [Room(name=n, num_participants=len(p)) for n, p in self.rooms.items()]
+        return ListRoomsResponse(rooms=listed)
+
+    async def list_participants(self, req: ListParticipantsRequest) -> object:
+        self.calls.append("ListParticipants")
+        if req.room not in self.rooms:
+            raise api.TwirpError("not_found", "room not found", status=404)
+        return ListParticipantsResponse(participants=self.rooms[req.room])
+
+    async def list_dispatch(self, room: str) -> list[AgentDispatch]:
+        self.calls.append("ListDispatch")
+        return [ASKED]
+
+    async def remove_participant(self, req: api.RoomParticipantIdentity) -> None:
+        self.calls.append("RemoveParticipant")
+        self.removed.append(req.identity)
+
+    async def create_dispatch(self, req: api.CreateAgentDispatchRequest) -> None:
+        self.calls.append("CreateDispatch")
+        self.dispatched.append(req.room)
+        self.acted.set()
+
+
+async def test_a_dead_workers_rooms_are_all_the_watchdog_looks_at() -> None:
+    """Recovery costs API calls for the rooms that need it, whatever else the LiveKit
+    project holds (200 rooms here): was one ListRooms and two calls per room per scan,
+    in every worker process."""
+    rooms = {f"busy{i}": [person(), bot("AW_alive", identity=f"agent-{i}")] for i in range(200)}
+    rooms["orphan"] = [person(), bot("AW_dead", identity="agent-dead")]
+    fake = FakeAPI(rooms)
+    store = MemoryStore()
+    await store.serve_room("orphan", "AW_dead")
+    await store.serve_room("closed", "AW_dead")  # a room that is gone since
+    await store.serve_room("busy1", "AW_alive")
+    states = {"AW_dead": "dead", "AW_alive": "alive"}
+    watchdog = DispatchWatchdog(
+        fake,  # type: ignore[arg-type]
+        agent_name="",
+        liveness=lambda w: states.get(w, "unknown"),  # type: ignore[arg-type,return-value]
+        grace_s=15.0,
+        fleet=store,
+        workers=lambda: list(states),
+    )
+    await watchdog.recover()
+    assert fake.removed == ["agent-dead"] and fake.dispatched == ["orphan"]
+    assert "ListRooms" not in fake.calls and len(fake.calls) == 5  # 2 + 1 + remove + dispatch
+    assert await store.rooms_of("AW_dead") == []  # seen to: not looked at again
+    fake.calls.clear()
+    await watchdog.recover()
+    assert fake.calls == []
+
+
+async def test_a_webhook_wakes_the_watchdog_for_one_room() -> None:
+    fake = FakeAPI({"r": [person()], "other": [person()]})
+    watchdog = DispatchWatchdog(
+        fake,  # type: ignore[arg-type]
+        agent_name="",
+        liveness=lambda w: "unknown",
+        grace_s=15.0,
+    )
+    task = asyncio.create_task(watchdog.run_woken())
+    try:
+        watchdog.wake("r")
+        await asyncio.wait_for(fake.acted.wait(), 10)
+        assert fake.dispatched == ["r"] and "ListRooms" not in fake.calls
+    finally:
+        task.cancel()
+
+
+def test_a_young_dispatch_whose_bot_came_and_went_brings_no_other() -> None:
+    """A bot removed (or crashed) seconds after its room was made: its dispatch is
+    young, but its job's bot has been and gone, so nothing else is on its way."""
+    gone = dispatch(1, jobs=1)
+    gone.state.jobs[0].state.participant_identity = "agent-1"
+    assert plan([person()], [gone]).dispatch  # agent-1 is no longer in the room
+    assert not plan([person(), bot()], [gone]).dispatch  # it is here
+    ended = dispatch(1, jobs=1)
+    ended.state.jobs[0].state.ended_at = NOW
+    assert plan([person()], [ended]).dispatch
+    on_its_way = dispatch(1, jobs=1)  # assigned, its bot not joined yet
+    assert not plan([person()], [on_its_way]).dispatch
+
+
+def test_a_room_waiting_on_a_young_dispatch_is_looked_at_again_when_it_is_due() -> None:
+    young = dispatch(5)  # no job seen yet: may still bring a bot, for 10 s more
+    p = plan([person()], [young])
+    assert not p.dispatch and p.recheck_s == 10.0
+    assert plan([person(), bot()], [young]).recheck_s == 0  # it has its bot

@@ -8,7 +8,7 @@ from typing import Any
 from livekit.rtc._ffi_client import FfiQueue
 from livekit.rtc._proto import ffi_pb2 as proto_ffi
 
-from bot.room.ffi_routing import RoutedFfiQueue
+from bot.sdk.ffi_routing import RoutedFfiQueue
 
 
 def room_event(handle: int) -> proto_ffi.FfiEvent:

@@ -74,3 +74,46 @@ def test_protocol_runs_without_the_rest_of_bot(tmp_path: Path) -> None:
 def test_every_package_has_a_docstring() -> None:
     for init in sorted((ROOT / "bot").rglob("__init__.py")):
         assert ast.get_docstring(ast.parse(init.read_text())), init
+
+
+def _bot_imports(path: Path, root: Path = ROOT) -> set[str]:
+    """The `bot` subpackages a module imports (absolute or relative)."""
+    package = path.parent.relative_to(root).parts  # e.g. ("bot", "turns")
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                target = (*base, *(node.module.split(".") if node.module else ()))
+            else:
+                target = tuple((node.module or "").split("."))
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = tuple(alias.name.split("."))
+                if parts[0] == "bot" and len(parts) > 1:
+                    found.add(parts[1])
+            continue
+        else:
+            continue
+        if target[:1] == ("bot",) and len(target) > 1:
+            found.add(target[1])
+    return found
+
+
+@pytest.mark.parametrize(
+    ("package", "never"),
+    [("turns", {"core", "handlers"}), ("state", {"core", "turns", "handlers"})],
+)
+def test_the_message_flows_one_way(package: str, never: set[str]) -> None:
+    """core -> handlers -> turns -> state: nothing below imports what is above it."""
+    for path in sorted((ROOT / "bot" / package).glob("*.py")):
+        assert _bot_imports(path) & never == set(), path.name
+
+
+def test_the_flow_check_sees_relative_imports(tmp_path: Path) -> None:
+    sample = tmp_path / "bot" / "turns" / "m.py"
+    sample.parent.mkdir(parents=True)
+    sample.write_text(
+        "from ..core.outbox import Outbox\nfrom ..state import journal\nimport bot.handlers.chat\n"
+    )
+    assert _bot_imports(sample, tmp_path) == {"core", "state", "handlers"}

@@ -11,11 +11,11 @@ from collections.abc import Callable
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.core.journal import Journal
-from bot.core.outbox import Outbox
-from bot.core.transport import Peer
 from bot.protocol.outbound import Pong
+from bot.state.journal import Journal
+from bot.state.outbox import Outbox
 from bot.store import Changes, ConversationKey, MemoryStore
+from bot.transport import Peer
 
 KEY = ConversationKey("r", "alice")
 BOUND = 10.0  # bounds the test; never reached when it passes

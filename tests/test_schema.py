@@ -83,8 +83,8 @@ def test_one_protocol_version() -> None:
 def test_every_bot_message_the_outbox_sends_has_the_whole_envelope() -> None:
     import asyncio
 
-    from bot.core.outbox import Outbox
     from bot.protocol.outbound import Ack, Pong, TurnReply
+    from bot.state.outbox import Outbox
     from bot.testing.memory import MemoryTransport
 
     async def run() -> list[dict[str, object]]:

@@ -250,6 +250,27 @@ def test_worker_leases_and_leader_leases(make_store: MakeStore) -> None:
     run(go())
 
 
+def test_which_worker_serves_which_room(make_store: MakeStore) -> None:
+    """What the fleet's watchdog reads when a worker's lease runs out: its rooms only."""
+
+    async def go() -> None:
+        store = make_store()
+        try:
+            await store.serve_room("r1", "AW_a")
+            await store.serve_room("r2", "AW_a")
+            await store.serve_room("r3", "AW_b")
+            await store.left_room("r2", "AW_a")
+            assert sorted(await store.rooms_of("AW_a")) == ["r1"]
+            assert await store.rooms_of("AW_b") == ["r3"]
+            assert await store.rooms_of("AW_none") == []
+            await store.forget_rooms("AW_a")
+            assert await store.rooms_of("AW_a") == []
+        finally:
+            await store.aclose()
+
+    run(go())
+
+
 def test_a_conversation_past_its_ttl_is_gone(make_store: MakeStore) -> None:
     """Waits on the clock by polling (bounded): the TTL is what is under test."""
 

@@ -17,9 +17,9 @@ from aiohttp import WSMsgType, web
 from livekit.protocol import agent
 
 from bot.config import Settings
-from bot.room.host import RoomHost
-from bot.room.link import GaveUp, Offer, WorkerLink, agent_url
 from bot.store.memory import MemoryStore
+from bot.worker.host import RoomHost
+from bot.worker.link import GaveUp, Offer, WorkerLink, agent_url
 
 BOUND = 30.0  # bounds the test, never what is tested
 

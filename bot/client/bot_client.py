@@ -18,13 +18,14 @@ from typing import Any
 
 from livekit import rtc
 
-from ..core.tasks import supervise
+from .. import sdk
 from ..protocol.attributes import CLIENT_ATTRIBUTE, is_bot
 from ..protocol.chunking import Reassembler, receive, split
 from ..protocol.codec import parse_bot_message
 from ..protocol.outbound import Ack, BotMessage, Error, SessionReady, TurnEnd, TurnReply
-from ..room import ffi_routing, native_logs, options
+from ..room import options
 from ..room.options import data_only, open_sending
+from ..tasks import supervise
 
 log = logging.getLogger(__name__)
 DIRECT = {"ack", "session.ready", "history.page", "pong", "error"}
@@ -98,10 +99,8 @@ class BotClient:
 
     async def join(self, url: str, token: str) -> None:
         """Join the room and announce ourselves; nothing more (no bot needed yet)."""
-        native_logs.quiet()  # native DEBUG logs no longer cross into Python
-        ffi_routing.install()  # many clients in one process (tests, benchmarks) stay cheap
         await self.room.connect(url, token, data_only())
-        ffi_routing.bind(self.room)
+        sdk.bind(self.room)  # with `bot.sdk.enable()` (tests, benchmarks, `bot chat`) only
         # while the bot comes (never raises; supervised all the same)
         self._opening = supervise(open_sending(self.room), name="open sending")
         await self.announce()

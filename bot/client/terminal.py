@@ -8,6 +8,7 @@ import signal
 import sys
 from typing import TextIO
 
+from .. import sdk
 from ..protocol.outbound import (
     BotMessage,
     Error,
@@ -119,6 +120,7 @@ async def interactive(client: BotClient) -> int:
 async def run_chat(
     url: str, token: str, *, send: str | None, topic: str, agent_name: str | None
 ) -> int:
+    sdk.enable()  # `bot chat` is our own process: native logs stay in Rust
     client = BotClient(topic=topic, agent_name=agent_name or None)
     try:
         await client.connect(url, token)

@@ -12,15 +12,15 @@ from ..protocol.codec import peek
 from ..protocol.codes import ErrorCode
 from ..protocol.errors import BotError, Busy
 from ..protocol.outbound import Error, ErrorInfo, TurnEnd
+from ..state.history import History
+from ..state.journal import Journal
+from ..state.outbox import Outbox
 from ..store import ConversationKey, Lease, MemoryStore, Store
+from ..transport import Packet, Transport
 from ..turns.engine import TurnEngine
 from ..turns.queue import TurnQueue
-from .history import History
 from .idempotency import IdempotencyWindow
-from .journal import Journal
-from .outbox import Outbox
 from .ratelimit import TokenBucket
-from .transport import Packet, Transport
 
 log = logging.getLogger(__name__)
 

@@ -5,18 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from .. import metrics
 from ..config import Settings
 from ..handlers import HANDLERS
 from ..protocol.codec import decode
 from ..protocol.errors import BotError, Busy, InternalError, InvalidMessage, RateLimited
 from ..protocol.inbound import ChunkFrame, ClientMessage
 from ..store import ConversationKey, MemoryStore, Store
+from ..tasks import supervise
+from ..transport import Packet, Transport
 from ..turns.engine import TurnEngine
-from . import metrics
 from .context import Context, Services
 from .conversation import Conversation
-from .tasks import supervise
-from .transport import Packet, Transport
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..protocol.errors import DuplicateConflict
+from ..state.journal import Journal
 from ..store import SeenId
-from .journal import Journal
 
 
 def fingerprint(body: dict[str, Any]) -> str:

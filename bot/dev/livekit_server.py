@@ -84,19 +84,22 @@ def start(
     webhook: str | None = None,
     redis: str | None = None,
     keys: tuple[str, str] | None = None,
+    prometheus_port: int | None = None,
 ) -> DevServer:
     """Start the server and wait (bounded) until its health check answers OK. A port
     picked free may be taken before the server binds it (by any process on the box):
     then it starts again on other ports. `webhook`: a URL the server posts its webhook
     events to (signed with the server's key). `redis` (`redis://host:port/db`): run in
     LiveKit's distributed mode on that Redis, with `keys` (key, secret) shared by every
-    node (see `start_cluster`)."""
+    node (see `start_cluster`). `prometheus_port`: serve the server's own metrics there
+    (e.g. its API calls, `livekit_node_twirp_request_status`)."""
+    extra = f"prometheus:\n  port: {prometheus_port}\n" if prometheus_port else ""
     for _ in range(attempts - 1):
         try:
-            return _start(log_level, timeout, webhook, redis, keys)
+            return _start(log_level, timeout, webhook, redis, keys, extra)
         except PortTaken:
             continue
-    return _start(log_level, timeout, webhook, redis, keys)
+    return _start(log_level, timeout, webhook, redis, keys, extra)
 
 
 def start_cluster(redis_url: str, nodes: int = 2, *, log_level: str = "warn") -> list[DevServer]:
@@ -148,6 +151,7 @@ def _start(
     webhook: str | None,
     redis: str | None,
     keys: tuple[str, str] | None,
+    extra: str = "",
 ) -> DevServer:
     find_binary()  # fail before making anything, with the install hint
     port, tcp_port, udp_port = free_port(), free_port(), free_port(socket.SOCK_DGRAM)
@@ -163,6 +167,7 @@ def _start(
     )
     if webhook is not None:
         config += f"webhook:\n  api_key: {api_key}\n  urls:\n    - {webhook}\n"
+    config += extra
     if redis is not None:
         parsed = urlparse(redis)
         db = parsed.path.strip("/") or "0"

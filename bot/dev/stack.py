@@ -38,7 +38,7 @@ def _write_dev_env(server: livekit_server.DevServer) -> None:
 
 async def up(ready_file: Path | None) -> None:
     from ..config import load_settings
-    from ..room.worker import serve
+    from ..worker.serve import serve
 
     settings = load_settings()
     if settings.resolved_llm_mode() == "local":

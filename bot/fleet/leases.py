@@ -23,8 +23,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
-from ..core.tasks import supervise
 from ..store.base import Fleet
+from ..tasks import supervise
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,10 @@ class WorkerLeases:
             return "unknown"
         elapsed_ms = (time.monotonic() - self._read_at) * 1000
         return "alive" if left - elapsed_ms > 0 else "dead"
+
+    def known(self) -> list[str]:
+        """Every worker the store has a lease of (dead ones for up to an hour)."""
+        return list(self._left)
 
     def others_alive(self) -> bool:
         return any(self.state(w) == "alive" for w in self._left if w not in self._mine)

@@ -3,31 +3,39 @@
 LiveKit dispatches a room to a worker once, when the room is created; it does not
 retry a job that no worker took (`no servers available`, an availability answer that
 came late), and a self-hosted server never re-dispatches a job whose worker died
-(livekit/agents#1472). So each worker runs this loop: list the rooms, and where people
-are, the room asked for our agent (a dispatch with our agent name: every room does
-under automatic dispatch) but no live bot of ours is, create a dispatch through the
-server API. Bots of a
-worker known to be dead (`liveness`) are removed from the room first, so that clients
-find the new one.
+(livekit/agents#1472). So where people are, the room asked for our agent (a dispatch
+with our agent name: every room does under automatic dispatch) but no live bot of ours
+is, the watchdog creates a dispatch through the server API; bots of a worker known to
+be dead (`liveness`) are removed from the room first, so that clients find the new one.
 
-One worker of the fleet runs it at a time (the holder of the watchdog lease in the
-store, `leases.py`). Should two ever overlap (a lease handed over mid-scan),
-dispatches are server state, and a room whose dispatch is still on its way (recent,
-or with a job not yet joined) is left alone.
+It touches only the rooms that may need it. Every `BOT_WATCHDOG_INTERVAL` (`tick`):
+the rooms of workers whose lease in the store ran out (each bot records its room
+there, `Fleet.serve_room`), and rooms a LiveKit webhook pointed at (`wake`: a room
+started, a person joined, a bot of ours left). Every `BOT_WATCHDOG_SCAN_INTERVAL`, a
+slow reconciliation scan of every room (dispatches LiveKit never delivered, rooms
+made before any worker ran, deployments without webhooks). One worker of the fleet
+runs the tick and the scan at a time (the holder of the watchdog lease in the store,
+`leases.py`); webhooks are checked by whichever worker receives them. Should two ever
+overlap (a lease handed over mid-scan), dispatches are server state, and a room whose
+dispatch is still on its way (recent, or with a job not yet joined) is left alone.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from livekit import api
+from livekit.protocol.agent import JobState
 from livekit.protocol.agent_dispatch import AgentDispatch
 from livekit.protocol.models import ParticipantInfo
 
 from ..protocol.attributes import WORKER_ATTRIBUTE, is_bot
+from ..store.base import Fleet
 from .leases import Liveness
 
 log = logging.getLogger(__name__)
@@ -42,6 +50,7 @@ class RoomPlan:
     room: str
     remove: list[str] = field(default_factory=list)  # identities of dead workers' bots
     dispatch: bool = False
+    recheck_s: float = 0.0  # >0: no bot, but a dispatch may bring one; look again then
 
 
 def plan_room(
@@ -62,6 +71,8 @@ def plan_room(
     people = 0
     live_bots = 0
     dead: list[str] = []
+    participants = list(participants)
+    present = {p.identity for p in participants}
     for p in participants:
         if p.kind in _CLIENT_KINDS:
             people += 1
@@ -74,9 +85,17 @@ def plan_room(
     # Rooms ask for the bot with a dispatch: LiveKit makes one named "" in every new
     # room (automatic dispatch) unless the room asked for named agents (explicit).
     wanted = any(d.agent_name == agent_name for d in dispatches)
-    pending = any(_pending(d, agent_name, liveness, grace_s, now_ns) for d in dispatches)
-    need = wanted and people > 0 and not live_bots and not pending and not handling
-    return RoomPlan(room=room, remove=dead, dispatch=need)
+    pending = any(_pending(d, agent_name, liveness, grace_s, now_ns, present) for d in dispatches)
+    botless = wanted and people > 0 and not live_bots and not handling
+    recheck = 0.0
+    if botless and pending:  # when the youngest pending dispatch's grace is over
+        ages = [
+            (now_ns - d.state.created_at) / 1e9
+            for d in dispatches
+            if _pending(d, agent_name, liveness, grace_s, now_ns, present)
+        ]
+        recheck = max(0.1, grace_s - min(ages))
+    return RoomPlan(room=room, remove=dead, dispatch=botless and not pending, recheck_s=recheck)
 
 
 def _pending(
@@ -85,16 +104,25 @@ def _pending(
     liveness: Callable[[str], Liveness],
     grace_s: float,
     now_ns: int,
+    present: set[str],
 ) -> bool:
-    """A dispatch of ours that may still bring a bot: younger than the grace, and not
-    assigned only to workers known dead. (A dispatch no worker took has no job either,
-    but so has one a busy worker has not answered yet: only time tells them apart.)"""
+    """A dispatch of ours that may still bring a bot: younger than the grace, with a
+    job still on its way (not ended, its bot not come and gone, its worker not known
+    dead). (A dispatch no worker took has no job either, but so has one a busy worker
+    has not answered yet: only time tells them apart.)"""
     if d.agent_name != agent_name or d.state.deleted_at:
         return False
     age_s = (now_ns - d.state.created_at) / 1e9
     if age_s >= grace_s:
         return False
-    return not d.state.jobs or any(liveness(j.state.worker_id) != "dead" for j in d.state.jobs)
+    return not d.state.jobs or any(_on_its_way(j.state, liveness, present) for j in d.state.jobs)
+
+
+def _on_its_way(job: JobState, liveness: Callable[[str], Liveness], present: set[str]) -> bool:
+    if job.ended_at or liveness(job.worker_id) == "dead":
+        return False
+    # its bot joined once (LiveKit names it) and is gone again: it brings no other
+    return not job.participant_identity or job.participant_identity in present
 
 
 class DispatchWatchdog:
@@ -106,20 +134,86 @@ class DispatchWatchdog:
         liveness: Callable[[str], Liveness],
         grace_s: float,
         handling: Callable[[], set[str]] = set,
+        fleet: Fleet | None = None,
+        workers: Callable[[], Iterable[str]] = tuple,
+        scan_every_s: float = 60.0,
     ) -> None:
+        """`fleet`: where bots record their rooms; `workers`: every worker id the
+        fleet's leases know (dead ones among them)."""
         self._api = lkapi
         self._agent_name = agent_name
         self._liveness = liveness
         self._handling = handling  # rooms this worker has accepted or runs
         self._grace = grace_s
+        self._fleet = fleet
+        self._workers = workers
+        self._scan_every = scan_every_s
+        self._next_scan = 0.0  # the first scan as soon as this worker leads
+        self._due: dict[str, float] = {}  # room -> when to look at it (webhooks)
+        self._woken = asyncio.Event()
         self.dispatched = 0  # rooms given a bot by this watchdog (for logs and tests)
 
-    async def scan_logged(self) -> None:
-        """One scan; a failed one (the server restarting) is logged, the next retries."""
+    def wake(self, room: str, after_s: float = 0.0) -> None:
+        """Look at `room` in `after_s` (a webhook: a dispatch may still bring a bot)."""
+        when = time.monotonic() + after_s
+        self._due[room] = min(self._due.get(room, when), when)
+        self._woken.set()
+
+    async def tick(self) -> None:
+        """The leader's round: dead workers' rooms, then the scan when it is due."""
         try:
-            await self.scan()
+            await self.recover()
+            if time.monotonic() >= self._next_scan:
+                self._next_scan = time.monotonic() + self._scan_every
+                await self.scan()
         except Exception as e:  # the API unreachable for a moment must not end the loop
-            log.warning("dispatch watchdog: scan failed: %s", e)
+            log.warning("dispatch watchdog: %s", e)
+
+    async def recover(self) -> None:
+        """The rooms of every worker whose lease ran out; forgotten once seen to."""
+        if self._fleet is None:
+            return
+        for worker in [w for w in self._workers() if self._liveness(w) == "dead"]:
+            rooms = await self._fleet.rooms_of(worker)
+            if rooms:
+                log.info("dispatch watchdog: a worker died; looking at its %d rooms", len(rooms))
+            for room in rooms:
+                await self.check(room)
+            await self._fleet.forget_rooms(worker)
+
+    async def run_woken(self) -> None:
+        """Forever: look at each room a webhook pointed at, when it is due."""
+        while True:
+            now = time.monotonic()
+            for room in [r for r, when in self._due.items() if when <= now]:
+                del self._due[room]
+                try:
+                    await self.check(room)
+                except Exception as e:
+                    log.warning("dispatch watchdog: room check failed: %s", e)
+            self._woken.clear()
+            wait = min(self._due.values(), default=now + 3600) - time.monotonic()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, wait)):
+                    await self._woken.wait()
+
+    async def check(self, room: str) -> RoomPlan | None:
+        """One room: remove dead bots, dispatch where people have no bot."""
+        if room in self._handling():
+            log.debug("dispatch watchdog: a room this worker serves: left alone")
+            return None
+        try:
+            plan = await self._plan(room)
+        except api.TwirpError as e:
+            if e.code == "not_found":
+                return None  # the room is gone: nobody to serve
+            raise
+        log.debug("dispatch watchdog: room checked: %s", plan)
+        if plan.remove or plan.dispatch:
+            await self._act(plan)
+        if plan.recheck_s:
+            self.wake(room, plan.recheck_s)
+        return plan
 
     async def scan(self) -> list[RoomPlan]:
         rooms = await self._api.room.list_rooms(api.ListRoomsRequest())

@@ -1,2 +1,2 @@
-"""LiveKit: the worker that joins rooms (`worker`), the Transport over `rtc.Room`
-(`rtc_transport`), client tokens (`tokens`)."""
+"""The room connection: the Transport over `rtc.Room` (`rtc_transport`), LiveKit's
+stock chat UIs (`lk_chat`), room options (`options`), client tokens (`tokens`)."""

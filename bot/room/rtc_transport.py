@@ -7,8 +7,8 @@ import logging
 
 from livekit import rtc
 
-from ..core.tasks import supervise
-from ..core.transport import Packet, PacketSink, Peer
+from ..tasks import supervise
+from ..transport import Packet, PacketSink, Peer
 from . import lk_chat, options
 from .lk_chat import TranscriptionMirror
 

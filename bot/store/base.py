@@ -23,6 +23,19 @@ class Fleet(Protocol):
         """Take or renew the `role` lease for `owner`; False while another holds it."""
         ...
 
+    async def serve_room(self, room: str, worker: str) -> None:
+        """`worker`'s bot is in `room` (so that when the worker dies, the watchdog
+        looks at its rooms only, not at every room of the LiveKit project)."""
+        ...
+
+    async def left_room(self, room: str, worker: str) -> None: ...
+
+    async def rooms_of(self, worker: str) -> list[str]: ...
+
+    async def forget_rooms(self, worker: str) -> None:
+        """A dead worker's rooms were seen to: forget them."""
+        ...
+
 
 class Store(Fleet, Protocol):
     """Every backend keeps the same things with the same bounds (contract tests in

@@ -26,6 +26,7 @@ class MemoryStore:
         self._tokens = itertools.count(1)  # never reused, whatever is deleted
         self._workers: dict[str, int] = {}  # worker -> lease until (ms)
         self._leaders: dict[str, tuple[str, int]] = {}  # role -> (owner, until ms)
+        self._served: dict[str, set[str]] = {}  # worker -> rooms its bots are in
 
     def _expired(self, state: ConversationState, now: int) -> bool:
         return bool(self.bounds.ttl_s) and now - state.updated_ms > self.bounds.ttl_s * 1000
@@ -90,6 +91,18 @@ class MemoryStore:
             return False
         self._leaders[role] = (owner, now + ttl_ms)
         return True
+
+    async def serve_room(self, room: str, worker: str) -> None:
+        self._served.setdefault(worker, set()).add(room)
+
+    async def left_room(self, room: str, worker: str) -> None:
+        self._served.get(worker, set()).discard(room)
+
+    async def rooms_of(self, worker: str) -> list[str]:
+        return sorted(self._served.get(worker, ()))
+
+    async def forget_rooms(self, worker: str) -> None:
+        self._served.pop(worker, None)
 
     async def aclose(self) -> None:
         pass

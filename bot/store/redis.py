@@ -204,6 +204,22 @@ class RedisStore:
     async def lead(self, role: str, owner: str, ttl_ms: int) -> bool:
         return bool(await self._lead(keys=[f"{self.prefix}:lead:{role}"], args=[owner, ttl_ms]))
 
+    def _served(self, worker: str) -> str:
+        return f"{self.prefix}:served:{worker}"
+
+    async def serve_room(self, room: str, worker: str) -> None:
+        await self._redis.sadd(self._served(worker), room)
+
+    async def left_room(self, room: str, worker: str) -> None:
+        await self._redis.srem(self._served(worker), room)
+
+    async def rooms_of(self, worker: str) -> list[str]:
+        members = await self._redis.smembers(self._served(worker))
+        return sorted(str(m) for m in members)
+
+    async def forget_rooms(self, worker: str) -> None:
+        await self._redis.delete(self._served(worker))
+
     async def delete(self, key: ConversationKey) -> bool:
         return bool(await self._redis.delete(*(self._k(key, part) for part in PARTS)))
 

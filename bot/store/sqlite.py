@@ -46,6 +46,9 @@ CREATE TABLE IF NOT EXISTS fence_counter (
 );
 INSERT OR IGNORE INTO fence_counter (id, value) VALUES (0, 0);
 CREATE TABLE IF NOT EXISTS worker (id TEXT PRIMARY KEY, until_ms INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS served (
+    worker TEXT NOT NULL, room TEXT NOT NULL, PRIMARY KEY (worker, room)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS leader (
     role TEXT PRIMARY KEY, owner TEXT NOT NULL, until_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
@@ -250,6 +253,18 @@ class SQLiteStore:
             ).rowcount
         return taken > 0
 
+    def _write(self, sql: str, *args: str) -> None:
+        db = self._conn()
+        with db:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute(sql, args)
+
+    def _rooms_of(self, worker: str) -> list[str]:
+        rows = self._conn().execute(
+            "SELECT room FROM served WHERE worker = ? ORDER BY room", (worker,)
+        )
+        return [r[0] for r in rows]
+
     # -- the Store API --
 
     async def load(self, key: ConversationKey) -> ConversationState:
@@ -269,6 +284,21 @@ class SQLiteStore:
 
     async def lead(self, role: str, owner: str, ttl_ms: int) -> bool:
         return await self._run(self._lead, role, owner, ttl_ms)
+
+    async def serve_room(self, room: str, worker: str) -> None:
+        sql = "INSERT OR IGNORE INTO served (worker, room) VALUES (?, ?)"
+        await self._run(self._write, sql, worker, room)
+
+    async def left_room(self, room: str, worker: str) -> None:
+        await self._run(
+            self._write, "DELETE FROM served WHERE worker = ? AND room = ?", worker, room
+        )
+
+    async def rooms_of(self, worker: str) -> list[str]:
+        return await self._run(self._rooms_of, worker)
+
+    async def forget_rooms(self, worker: str) -> None:
+        await self._run(self._write, "DELETE FROM served WHERE worker = ?", worker)
 
     async def keys(self) -> list[ConversationKey]:
         return await self._run(self._keys)

@@ -7,10 +7,10 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from ..core.transport import Packet, PacketSink, Peer
 from ..protocol.chunking import Reassembler, receive
 from ..protocol.codec import parse_bot_message
 from ..protocol.outbound import BotMessage
+from ..transport import Packet, PacketSink, Peer
 
 
 class MemoryTransport:

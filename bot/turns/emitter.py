@@ -6,7 +6,6 @@ from typing import Any, Literal
 
 from pydantic import JsonValue
 
-from ..core.outbox import Outbox
 from ..protocol.outbound import (
     ErrorInfo,
     ToolStatus,
@@ -20,6 +19,7 @@ from ..protocol.outbound import (
     TurnToolResult,
     Usage,
 )
+from ..state.outbox import Outbox
 from .turn import Turn
 
 TurnEvent = TurnStart | TurnStatus | TurnDelta | TurnToolCall | TurnToolResult | TurnReply | TurnEnd

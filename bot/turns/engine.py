@@ -16,9 +16,9 @@ from livekit.agents.llm.utils import execute_function_call
 from pydantic import JsonValue
 
 from ..config import Settings
-from ..core.history import History
 from ..protocol.errors import BotError, InternalError, LlmTimeout, LlmUnavailable
 from ..protocol.outbound import ToolInfo, ToolStatus, Usage
+from ..state.history import History
 from .coalescer import DeltaCoalescer
 from .emitter import TurnEmitter
 from .turn import _CURRENT, Turn

@@ -12,10 +12,10 @@ import asyncio
 import logging
 from collections import deque
 
-from ..core.history import History
-from ..core.journal import Journal
-from ..core.outbox import Outbox
-from ..core.tasks import supervise
+from ..state.history import History
+from ..state.journal import Journal
+from ..state.outbox import Outbox
+from ..tasks import supervise
 from .emitter import TurnEmitter
 from .engine import TurnEngine
 from .turn import Turn

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 
+from bot import sdk
 from bot.client.bot_client import BotClient
 from bot.config import Settings
 from bot.dev import livekit_server
@@ -20,6 +21,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "/e2e/" in str(item.fspath):
             item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _sdk_patches() -> None:
+    """Many clients in the test process: the SDK patches the worker applies too."""
+    sdk.enable()
 
 
 @pytest.fixture(autouse=True)

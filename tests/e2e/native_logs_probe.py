@@ -3,7 +3,7 @@ packet, leave, and print how many FFI events of each kind reached Python.
 
 `python -m tests.e2e.native_logs_probe sdk|quiet` with LIVEKIT_URL/_API_KEY/_API_SECRET:
 `sdk` initialises the FFI as livekit.rtc does (capture_logs=True), `quiet` calls
-`bot.room.native_logs.quiet()`. Both count through the same callback.
+`bot.sdk.native_logs.quiet()`. Both count through the same callback.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from livekit.rtc import _ffi_client
 from livekit.rtc._proto import ffi_pb2
 
 from bot.config import Settings
-from bot.room import native_logs
 from bot.room.options import data_only
 from bot.room.tokens import mint_token
+from bot.sdk import native_logs
 
 counts: Counter[str] = Counter()
 

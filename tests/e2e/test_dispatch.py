@@ -13,10 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from livekit import api
 
 from bot.client.bot_client import BotClient
 from bot.dev import livekit_server
 from bot.dev.livekit_server import DevServer
+from bot.dev.processes import free_port
 from bot.room.tokens import mint_token
 
 from ..harness import script
@@ -158,3 +160,32 @@ async def test_a_livekit_server_restart_mid_turn_ends_the_turn(
 
 def _unbroken(seqs: list[int]) -> bool:
     return sorted(seqs) == list(range(1, len(seqs) + 1))
+
+
+async def test_a_webhook_brings_a_bot_back_at_once(llm_url: str, clients: list[BotClient]) -> None:
+    """livekit-server posts its webhooks to the worker (`POST /webhook`, signed with the
+    API key). The slow reconciliation scan is set to an hour here: only the webhook of
+    the bot leaving (an operator removed it) can bring another."""
+    port = free_port()
+    lk = livekit_server.start(webhook=f"http://127.0.0.1:{port}/webhook")
+    worker = start_worker(
+        lk,
+        llm_url,
+        watchdog_interval="1",
+        watchdog_scan_interval="3600",
+        http_port=str(port),
+        log_level="DEBUG",
+    )
+    try:
+        alice = await _join(lk, f"hook-{uuid.uuid4().hex[:6]}", "alice", clients)
+        old = await alice.wait_bot(timeout=BOUND)
+        async with api.LiveKitAPI(lk.url, lk.api_key, lk.api_secret) as lkapi:
+            await lkapi.room.remove_participant(
+                api.RoomParticipantIdentity(room=alice.room.name, identity=old)
+            )
+        await alice.wait_bot(exclude=old, timeout=BOUND)
+        assert (await alice.chat("back?")).reply == "You said: back?"
+        assert "a room has people but no bot; dispatching one" in worker.text()
+    finally:
+        worker.stop()
+        lk.stop()

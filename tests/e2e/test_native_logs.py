@@ -44,7 +44,7 @@ def test_quiet_keeps_native_logs_out_of_python(lk: livekit_server.DevServer) -> 
 
 
 def test_rtc_debug_keeps_the_sdk_behaviour(monkeypatch: pytest.MonkeyPatch) -> None:
-    from bot.room import native_logs
+    from bot.sdk import native_logs
 
     monkeypatch.setenv("LIVEKIT_RTC_DEBUG", "1")
     monkeypatch.setattr(native_logs, "_quiet", False)

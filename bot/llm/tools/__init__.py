@@ -11,7 +11,7 @@ from livekit.agents import FunctionTool
 from livekit.agents.llm.tool_context import RawFunctionTool
 
 from ...config import ConfigError, Settings
-from ...core.transport import Peer
+from ...transport import Peer
 from .builtin import builtin_tools
 
 Tool = FunctionTool[..., Any] | RawFunctionTool[..., Any]

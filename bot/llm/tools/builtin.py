@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from livekit.agents import FunctionTool, ToolError, function_tool
 
-from ...core.transport import Peer
+from ...transport import Peer
 from .calculator import CalcError, evaluate
 
 

@@ -31,10 +31,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .. import metrics
 from ..store import Changes, ConversationKey, ConversationState, Lease, SeenId, SentRecord, Store
 from ..store.model import Stale, now_ms
-from . import metrics
-from .tasks import supervise
+from ..tasks import supervise
 
 log = logging.getLogger(__name__)
 

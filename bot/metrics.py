@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from ..protocol.outbound import BotEnvelope, Error, TurnDelta, TurnEnd, TurnStart
+from .protocol.outbound import BotEnvelope, Error, TurnDelta, TurnEnd, TurnStart
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 

@@ -49,7 +49,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from ..config import Settings
-from ..core.tasks import supervise
+from ..tasks import supervise
 from .health import serve_http
 
 log = logging.getLogger("bot")
@@ -206,6 +206,23 @@ class Supervisor:
             return web.Response(status=503, text=f"worker processes not registered: {unready}")
         return web.Response(text="ready")
 
+    async def _webhook(self, request: web.Request) -> web.Response:
+        """LiveKit's webhooks go to one running process (any can look at a room)."""
+        child = next((c for c in self.children if c.running and c.port), None)
+        if child is None:
+            return web.Response(status=503, text="no worker process runs")
+        headers = {"Authorization": request.headers.get("Authorization", "")}
+        timeout = aiohttp.ClientTimeout(total=SCRAPE_TIMEOUT_S)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as http,
+            http.post(
+                f"http://127.0.0.1:{child.port}/webhook",
+                data=await request.read(),
+                headers=headers,
+            ) as r,
+        ):
+            return web.Response(status=r.status, text=await r.text())
+
     async def _worker(self, _request: web.Request) -> web.Response:
         texts = await self._gather("/worker")
         return web.json_response(
@@ -239,6 +256,7 @@ class Supervisor:
             "/ready": self._readiness,
             "/worker": self._worker,
             "/metrics": self._metrics,
+            "POST /webhook": self._webhook,
         }
         runner, self.port = await serve_http(
             routes, self._settings.http_host, self._settings.http_port

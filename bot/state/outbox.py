@@ -8,15 +8,15 @@ import secrets
 from collections import deque
 from dataclasses import dataclass
 
+from .. import metrics
 from ..protocol.chunking import split
 from ..protocol.codec import encode
 from ..protocol.outbound import BotEnvelope
 from ..store import SentRecord
-from . import metrics
+from ..tasks import supervise
+from ..transport import Transport
 from .clock import now_ms
 from .journal import Journal
-from .tasks import supervise
-from .transport import Transport
 
 log = logging.getLogger(__name__)
 

@@ -13,13 +13,15 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from livekit import api
+
 from ..config import Settings
-from ..core.tasks import supervise
 from ..fleet.keeper import FleetKeeper
 from ..llm import local as local_llm
 from ..llm.local import LocalModelServer
 from ..store import ConversationKey, describe, from_settings
 from ..store.base import Store
+from ..tasks import supervise
 from .health import HealthServer
 from .host import RoomHost
 from .link import WorkerLink
@@ -155,7 +157,20 @@ async def _serve(
         on_registered=on_registered,
     )
     host.link = link
-    health = HealthServer(host, ready=link.ready)
+    receiver = api.WebhookReceiver(
+        api.TokenVerifier(settings.livekit_api_key, settings.livekit_api_secret)
+    )
+
+    def webhook(body: str, auth: str) -> bool:
+        try:
+            event = receiver.receive(body, auth)
+        except Exception as e:
+            log.info("a webhook was refused: %s", e)
+            return False
+        keeper.webhook(event)
+        return True
+
+    health = HealthServer(host, ready=link.ready, webhook=webhook)
     local_only = dev or child
     await health.start(
         "127.0.0.1" if local_only else settings.http_host,

@@ -41,7 +41,7 @@ from livekit import api
 from livekit.protocol import agent, models
 
 from .. import __version__
-from ..core.tasks import supervise
+from ..tasks import supervise
 
 log = logging.getLogger(__name__)
 

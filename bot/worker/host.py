@@ -24,10 +24,9 @@ from dataclasses import dataclass, field
 from livekit import api, rtc
 from livekit.protocol import agent
 
+from .. import metrics, sdk
 from ..config import Settings
-from ..core import metrics
 from ..core.dispatcher import Dispatcher
-from ..core.tasks import supervise
 from ..fleet.leases import Liveness
 from ..fleet.one_bot import OneBotPerRoom
 from ..llm.endpoint import build_llm
@@ -41,13 +40,14 @@ from ..protocol.attributes import (
     WORKER_ATTRIBUTE,
 )
 from ..protocol.version import PROTOCOL_VERSION
+from ..room import lk_chat, options
+from ..room.options import data_only
+from ..room.rtc_transport import RoomTransport
 from ..store.base import Store
+from ..tasks import supervise
 from ..turns.engine import TurnEngine
-from . import ffi_routing, lk_chat, native_logs, options
 from .capacity import RoomLoad
 from .link import Offer, WorkerLink
-from .options import data_only
-from .rtc_transport import RoomTransport
 
 log = logging.getLogger("bot")
 
@@ -114,6 +114,18 @@ class BotInRoom:
             log.warning("could not hand a room over: %s", e)
             self.leave("shutdown")
 
+    async def _record(self, *, serving: bool) -> None:
+        """Tell the fleet's store which rooms this worker's bots are in (best effort:
+        the slow reconciliation scan still finds a room that was not recorded)."""
+        room, worker = self.job.room.name, self._worker_id
+        try:
+            if serving:
+                await self._store.serve_room(room, worker)
+            else:
+                await self._store.left_room(room, worker)
+        except Exception as e:
+            log.warning("could not record a room in the store: %s", e)
+
     async def run(self, url: str, token: str) -> None:
         settings = self._settings
         room = rtc.Room()
@@ -146,7 +158,7 @@ class BotInRoom:
             async with self._joining:
                 slot = time.monotonic()
                 await room.connect(url, token, data_only())
-            ffi_routing.bind(room)  # the other rooms' events no longer wake this one
+            sdk.bind(room)  # the other rooms' events no longer wake this one
             connected = time.monotonic()
             # Participants that publish no media are announced in 3 s batches; an
             # attribute change is announced at once, so clients see the bot right away.
@@ -171,6 +183,7 @@ class BotInRoom:
                 supervise(room.local_participant.set_attributes(attributes), name="reannounce")
 
             room.on("reconnected", reannounce)
+            await self._record(serving=True)  # where the watchdog looks if we die
             log.debug(
                 "joined room %s (offer to assignment %.2fs, waited for a join slot %.2fs, "
                 "connect %.2fs, attributes %.2fs)",
@@ -182,6 +195,7 @@ class BotInRoom:
             )
             await self._left.wait()
         finally:
+            await self._record(serving=False)
             # running turns end first, and their turn.end still reaches each sender
             transport.close()
             await dispatcher.aclose()
@@ -207,8 +221,9 @@ class RoomHost:
 
     def __post_init__(self) -> None:
         self._load = RoomLoad(self.settings.max_rooms, self.settings.livekit_target_load)
-        native_logs.quiet()  # most of a join's CPU was native DEBUG logs crossing to Python
-        ffi_routing.install()
+        # most of a join's CPU was native DEBUG logs crossing to Python, and every FFI
+        # event woke every room: the worker is the process, it applies the SDK patches
+        sdk.enable()
         # WebRTC setup is CPU-bound. Before native logs stayed in Rust, a burst joined
         # all at once thrashed (connects past their timeouts, retried; 20–60 s of CPU for
         # 50 rooms). Since, the box stays CPU-bound: 50 rooms created by the API on the

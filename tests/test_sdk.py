@@ -1,0 +1,52 @@
+"""The SDK patches (bot.sdk) are opt-in and guarded by the SDK's version: importing
+the client library changes nothing in the process; `enable()` patches a supported SDK
+and leaves any other stock. Each case runs in a fresh interpreter."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PROBE = """
+import os
+from livekit.rtc._ffi_client import FfiClient
+from bot.client.bot_client import BotClient
+from bot.sdk.ffi_routing import RoutedFfiQueue
+from bot import sdk
+BotClient()
+def state():
+    routed = type(FfiClient.instance.queue) is RoutedFfiQueue
+    return (routed, "lkbot-os-probe" in os.environ.get("PATH", ""))
+before = state()
+result = {action}
+print(before, result, state(), sdk.enabled())
+"""
+
+
+def _probe(action: str) -> str:
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE.format(action=action)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        check=True,
+    )
+    return out.stdout.strip()
+
+
+def test_the_client_library_changes_nothing_until_asked() -> None:
+    assert _probe("None") == "(False, False) None (False, False) False"
+
+
+def test_enable_patches_a_supported_sdk() -> None:
+    before, _, after = _probe("sdk.enable()").partition(" True ")
+    assert before == "(False, False)"
+    assert after == "(True, True) True"
+
+
+def test_an_unknown_sdk_version_runs_stock() -> None:
+    assert _probe("sdk.enable('9.0.0')") == "(False, False) False (False, False) False"
