@@ -66,7 +66,7 @@ def test_people_and_no_bot_get_one() -> None:
 
 def test_a_live_or_unknown_bot_is_left_alone() -> None:
     assert not plan([person(), bot("AW_1")], [ASKED], states={"AW_1": "alive"}).dispatch
-    # another machine's worker (no heartbeat here) is presumed alive: never a second bot
+    # a worker the store never heard of (another fleet) is presumed alive: never a second bot
     unknown = plan([person(), bot("AW_9")], [ASKED])
     assert not unknown.dispatch and not unknown.remove
 
@@ -136,7 +136,6 @@ async def test_worker_leases_know_dead_from_unknown() -> None:
 
 async def test_a_worker_that_stops_renewing_is_dead_when_its_lease_runs_out() -> None:
     store = MemoryStore()
-    hung = WorkerLeases(store, ttl_s=2)
     await store.beat("AW_hung", 2000)  # its last renewal, then nothing (kill -9)
     watcher = WorkerLeases(store, ttl_s=60)
     watcher.add("AW_watcher")
@@ -144,8 +143,10 @@ async def test_a_worker_that_stops_renewing_is_dead_when_its_lease_runs_out() ->
     assert watcher.state("AW_hung") == "alive"
     watcher._read_at -= 2.5  # the snapshot ages; no waiting on the clock here
     assert watcher.state("AW_hung") == "dead"
+    assert watcher.state("AW_watcher") == "alive"
+    watcher._read_at -= 30  # the store not read for over half the TTL (it is away)
+    assert watcher.state("AW_hung") == "unknown"  # no one taken for dead on old news
     await watcher.aclose()
-    await hung.aclose()
 
 
 async def test_one_process_of_the_fleet_leads_the_watchdog() -> None:

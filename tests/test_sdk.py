@@ -4,6 +4,7 @@ and leaves any other stock. Each case runs in a fresh interpreter."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -27,11 +28,17 @@ print(before, result, state(), sdk.enabled())
 
 
 def _probe(action: str) -> str:
+    # a fresh process, with the PATH of one that never applied the patches (the e2e
+    # suite applies them in the test process, and children inherit its PATH)
+    path = os.pathsep.join(
+        p for p in os.environ.get("PATH", "").split(os.pathsep) if "lkbot-os-probe" not in p
+    )
     out = subprocess.run(
         [sys.executable, "-c", PROBE.format(action=action)],
         capture_output=True,
         text=True,
         cwd=ROOT,
+        env={**os.environ, "PATH": path},
         timeout=120,
         check=True,
     )

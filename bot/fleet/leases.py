@@ -64,9 +64,11 @@ class WorkerLeases:
 
     def state(self, worker: str) -> Liveness:
         left = self._left.get(worker)
-        if left is None:
-            return "unknown"
         elapsed_ms = (time.monotonic() - self._read_at) * 1000
+        if left is None or elapsed_ms > self._ttl_ms / 2:
+            # never heard of, or the store has not been read for a while (it is away):
+            # a snapshot that old would make every other worker look dead
+            return "unknown"
         return "alive" if left - elapsed_ms > 0 else "dead"
 
     def known(self) -> list[str]:
