@@ -12,6 +12,7 @@ import asyncio
 import logging
 from pathlib import Path
 
+from ..files import private_dir, write_private
 from . import livekit_server
 
 log = logging.getLogger("bot")
@@ -28,12 +29,12 @@ def dev_server_settings() -> dict[str, str]:
 
 
 def _write_dev_env(server: livekit_server.DevServer) -> None:
-    DEV_ENV.parent.mkdir(parents=True, exist_ok=True)
-    DEV_ENV.write_text(
+    private_dir(DEV_ENV.parent)
+    write_private(
+        DEV_ENV,
         f"LIVEKIT_URL={server.url}\nLIVEKIT_API_KEY={server.api_key}\n"
-        f"LIVEKIT_API_SECRET={server.api_secret}\n"
+        f"LIVEKIT_API_SECRET={server.api_secret}\n",
     )
-    DEV_ENV.chmod(0o600)
 
 
 async def up(ready_file: Path | None) -> None:
