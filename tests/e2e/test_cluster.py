@@ -104,7 +104,7 @@ def _served_by(user: BotClient) -> str:
     return user.room.remote_participants[user.agent].attributes.get(WORKER_ATTRIBUTE, "")
 
 
-def _check_conversation(user: BotClient, first_text: str) -> None:
+def _check_conversation(user: BotClient) -> None:
     seqs = [m.seq for m in user.messages if m.seq]
     assert seqs == list(range(1, len(seqs) + 1)), f"{user.identity}: {seqs}"
     assert user.gaps == []
@@ -177,7 +177,7 @@ async def test_kill_9_of_one_machines_worker_mid_turn(
                 f"You said: hi from {u.identity}",
                 STALL,
             ]
-            _check_conversation(u, f"hi from {u.identity}")
+            _check_conversation(u)
     finally:
         for m in machines:
             m.stop()
@@ -229,7 +229,7 @@ async def test_kill_9_of_a_livekit_node(
             assert (await u.chat("after", BOUND)).reply == "You said: after"
             history = await _history(u)
             assert history[:2] == [f"before {u.identity}", f"You said: before {u.identity}"]
-            _check_conversation(u, f"before {u.identity}")
+            _check_conversation(u)
     finally:
         for m in machines:
             m.stop()
@@ -306,7 +306,7 @@ async def test_a_rolling_restart_while_users_chat(
             for turn in accepted[u.identity]:
                 ends = [e for e in u.turn_events(turn) if e.type == "turn.end"]
                 assert len(ends) == 1, (u.identity, turn, ends)
-            _check_conversation(u, "")
+            _check_conversation(u)
         assert botless == []
         print(f"\nrolling restart: {sum(map(len, accepted.values()))} turns, all ended")
     finally:
