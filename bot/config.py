@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     rate_per_second: Annotated[float, Field(gt=0)] = 5.0
     dedupe_window: Annotated[int, Field(ge=1)] = 512
     resume_window: Annotated[int, Field(ge=1)] = 256  # messages kept for session.hello resume
+    resume_window_bytes: Annotated[int, Field(ge=1024)] = 1 << 20  # ... and their bytes
+    max_metadata_bytes: Annotated[int, Field(ge=0)] = 4096  # chat.message.metadata as JSON
+    history_page_bytes: Annotated[int, Field(ge=65536)] = 262144  # one history.page's items
     history_max_items: Annotated[int, Field(ge=2)] = 200
     context_max_items: Annotated[int, Field(ge=2)] = 40
     delta_interval_ms: Annotated[int, Field(ge=0)] = 40
@@ -77,6 +80,8 @@ class Settings(BaseSettings):
     # (`room`), or a sender in any room (`identity`).
     store: str = ""
     store_ttl: Annotated[float, Field(ge=0)] = 0.0
+    # over this many conversations, the least recently claimed are deleted (0: no cap)
+    store_max_conversations: Annotated[int, Field(ge=0)] = 100_000
     # a bot message is published once the store has it; a store slower than this (or
     # failing) is not waited for: messages go out unstored until a write succeeds
     store_publish_wait: Annotated[float, Field(gt=0)] = 5.0

@@ -193,7 +193,8 @@ async def test_handler_crash_is_internal_error(
     assert "bug" not in err.message
 
 
-async def test_client_chunk_frames_are_reassembled(bot: Harness) -> None:
+async def test_client_chunk_frames_are_reassembled(make_bot: MakeBot) -> None:
+    bot = await make_bot(max_metadata_bytes=40000)
     whole = json.dumps(chat(script(say="got it"), id="big", metadata={"blob": "z" * 30000}))
     frames = [whole[i : i + 10000] for i in range(0, len(whole), 10000)]
     for n, data in enumerate(frames, start=1):

@@ -34,7 +34,7 @@ from bot.store.sqlite import SQLiteStore
 from .rig import explore
 
 T = TypeVar("T")
-BOUNDS = Bounds(history_max=5, sent_max=4, ids_max=3)
+BOUNDS = Bounds(history_max=5, sent_max=4, sent_max_bytes=110, ids_max=3)
 BACKENDS = ["memory", "sqlite", "redis"]
 
 
@@ -66,8 +66,8 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 _n = itertools.count(1)
 
 
-def sent(seq: int) -> SentRecord:
-    return SentRecord(seq, f"b{seq}", "lkbot", f'{{"seq":{seq},"t":"é\\u2028"}}')
+def sent(seq: int, pad: str = "") -> SentRecord:
+    return SentRecord(seq, f"b{seq}", "lkbot", f'{{"seq":{seq},"t":"é\\u2028{pad}"}}')
 
 
 def item(text: str, turn: str = "t_1") -> dict[str, Any]:
@@ -185,6 +185,66 @@ def test_reset_delete_and_leases(make_store: MakeStore) -> None:
     assert after.empty
 
 
+def test_a_reset_leaves_nothing_to_replay_and_no_prints(make_store: MakeStore) -> None:
+    async def go() -> ConversationState:
+        store = make_store()
+        ids = [SeenId("c1", "secret-print", "t_1"), SeenId("c2", "p2", None)]
+        await store.apply(KEY, Changes(seq=2, sent=[sent(1), sent(2)], ids=ids))
+        await store.apply(
+            KEY,
+            Changes(
+                seq=3,
+                sent_cleared=True,
+                ids_forgotten=True,
+                sent=[sent(3)],
+                ids=[SeenId("c3", "p3", "t_3")],
+            ),
+        )
+        try:
+            return await store.load(KEY)
+        finally:
+            await store.aclose()
+
+    state = run(go())
+    assert state.sent == [sent(3)]
+    assert state.ids == [SeenId("c1", "", "t_1"), SeenId("c2", "", None), SeenId("c3", "p3", "t_3")]
+    assert state.seq == 3
+
+
+def test_the_resume_window_is_bounded_by_bytes(make_store: MakeStore) -> None:
+    async def go() -> ConversationState:
+        store = make_store()
+        await store.apply(KEY, Changes(seq=2, sent=[sent(1), sent(2, "y" * 40)]))
+        await store.apply(KEY, Changes(seq=3, sent=[sent(3, "z" * 50)]))
+        try:
+            return await store.load(KEY)
+        finally:
+            await store.aclose()
+
+    assert [s.seq for s in run(go()).sent] == [3]  # 25 + 65 + 75 bytes: only the last fits
+
+
+def test_over_the_cap_the_least_recently_claimed_go(make_store: MakeStore) -> None:
+    keys = [ConversationKey("r", f"u{i}") for i in range(5)]
+
+    async def go() -> tuple[list[str], ConversationState]:
+        store = make_store(Bounds(max_conversations=3))
+        try:
+            for key in keys[:3]:
+                await store.claim(key, "me")
+                await store.apply(key, Changes(seq=1, history=[item("x")]))
+            await store.claim(keys[0], "me")  # used again: now the most recent
+            await store.claim(keys[3], "me")
+            await store.claim(keys[4], "me")
+            return sorted(map(str, await store.keys())), await store.load(keys[1])
+        finally:
+            await store.aclose()
+
+    names, evicted = run(go())
+    assert names == sorted(map(str, [keys[0], keys[3], keys[4]]))
+    assert evicted.empty
+
+
 def test_only_the_latest_claim_writes(make_store: MakeStore) -> None:
     """Fencing: a claim makes every earlier one stale; a stale writer's batch is
     refused whole, in the same transaction as the check; a deleted conversation's
@@ -297,6 +357,8 @@ changes = st.builds(
     Changes,
     seq=st.none() | st.integers(1, 10_000),
     history_cleared=st.booleans(),
+    sent_cleared=st.booleans(),
+    ids_forgotten=st.booleans(),
     history=st.lists(texts.map(item), max_size=4),
     ids=st.lists(st.builds(SeenId, texts, texts, st.none() | texts), max_size=4),
     leases=st.dictionaries(
@@ -319,8 +381,14 @@ def _model(batches: list[Changes]) -> ConversationState:
         if c.history_cleared:
             s.history = []
         s.history = (s.history + c.history)[-BOUNDS.history_max :]
+        if c.ids_forgotten:
+            s.ids = [SeenId(x.id, "", x.turn) for x in s.ids]
         s.ids = (s.ids + c.ids)[-BOUNDS.ids_max :]
+        if c.sent_cleared:
+            s.sent = []
         s.sent = (s.sent + c.sent)[-BOUNDS.sent_max :]
+        while sum(len(r.text.encode()) for r in s.sent) > BOUNDS.sent_max_bytes:
+            s.sent = s.sent[1:]
         leases |= {
             t: Lease(t, x.request_id, x.topic, x.owner, x.until_ms) for t, x in c.leases.items()
         }
@@ -344,7 +412,7 @@ def test_any_batches_agree_with_the_model(
     counter = itertools.count(1)
     fixed: list[Changes] = []
     for c in batches:
-        recs = [sent(next(counter)) for _ in range(len(c.history) % 3)]
+        recs = [sent(next(counter), "ä" * len(h["text"])) for h in c.history[:2]]
         leases = {
             t: Lease(t, x.request_id, x.topic, x.owner, x.until_ms) for t, x in c.leases.items()
         }
@@ -353,6 +421,8 @@ def test_any_batches_agree_with_the_model(
             Changes(
                 seq=top,
                 history_cleared=c.history_cleared,
+                sent_cleared=c.sent_cleared,
+                ids_forgotten=c.ids_forgotten,
                 history=c.history,
                 sent=recs,
                 ids=c.ids,

@@ -53,6 +53,7 @@ class Conversation:
             identity,
             max_packet=settings.max_packet,
             window=settings.resume_window,
+            window_bytes=settings.resume_window_bytes,
             journal=self.journal,
         )
         self.history = History(settings.history_max_items, self.journal)

@@ -40,7 +40,7 @@ class IdempotencyWindow:
         entry = self._seen.get(msg_id)
         if entry is None:
             return None
-        if entry[0] != print_:
+        if entry[0] and entry[0] != print_:  # no print: forgotten by a history.reset
             raise DuplicateConflict(
                 f"id {msg_id!r} was already used for a different message; use a new id"
             )
@@ -50,6 +50,12 @@ class IdempotencyWindow:
         self._put(msg_id, print_, turn)
         if self._journal is not None:
             self._journal.remember(SeenId(msg_id, print_, turn))
+
+    def forget_texts(self) -> None:
+        """history.reset: keep the ids (a retry still starts nothing) but no print of
+        their messages; a reused id is then taken for a retry, whatever it carries."""
+        for msg_id, (_print, turn) in self._seen.items():
+            self._seen[msg_id] = ("", turn)
 
     def _put(self, msg_id: str, print_: str, turn: str | None) -> None:
         self._seen[msg_id] = (print_, turn)

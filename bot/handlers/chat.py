@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 from ..core.context import Context
 from ..core.idempotency import fingerprint
 from ..protocol.errors import Busy, PayloadTooLarge
@@ -23,6 +25,12 @@ async def handle_message(msg: ChatMessage, ctx: Context) -> None:
         raise PayloadTooLarge(
             f"text is {len(msg.text)} characters; the limit is {ctx.settings.max_text_chars}"
         )
+    if msg.metadata is not None:
+        size = len(json.dumps(msg.metadata, ensure_ascii=False, separators=(",", ":")).encode())
+        if size > ctx.settings.max_metadata_bytes:
+            raise PayloadTooLarge(
+                f"metadata is {size} bytes of JSON; the limit is {ctx.settings.max_metadata_bytes}"
+            )
     turns = conv.turns
     status: AckStatus = "accepted"
     if turns.busy:

@@ -50,19 +50,28 @@ class History:
             items.pop(0)
         return items
 
-    def page(self, *, limit: int, before: str | None) -> tuple[list[HistoryItem], bool]:
-        """Up to `limit` items, oldest first, older than turn `before` (if given)."""
+    def page(
+        self, *, limit: int, before: str | None, max_bytes: int = 1 << 62
+    ) -> tuple[list[HistoryItem], bool]:
+        """Up to `limit` items, oldest first, older than turn `before` (if given), as many
+        of the newest as fit in `max_bytes` of JSON (at least one)."""
         items = list(self._items)
         if before is not None:
             cut = next((i for i, e in enumerate(items) if e.turn == before), len(items))
             items = items[:cut]
-        more = len(items) > limit
-        chosen = items[-limit:]
-        page = [
-            HistoryItem(role=e.role, text=e.text, ts=e.ts, turn=e.turn, metadata=e.metadata)
-            for e in chosen
-        ]
-        return page, more
+        page: list[HistoryItem] = []
+        size = 0
+        for e in reversed(items[-limit:]):
+            item = HistoryItem(role=e.role, text=e.text, ts=e.ts, turn=e.turn, metadata=e.metadata)
+            size += len(item.model_dump_json(exclude_none=True).encode())
+            if page and size > max_bytes:
+                # never half a turn: the next page (before the oldest turn here) has it
+                while len(page) > 1 and page[-1].turn == e.turn:
+                    page.pop()
+                break
+            page.append(item)
+        page.reverse()
+        return page, len(items) > len(page)
 
     def clear(self) -> None:
         self._items.clear()

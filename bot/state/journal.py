@@ -33,7 +33,7 @@ from typing import Any
 
 from .. import metrics
 from ..store import Changes, ConversationKey, ConversationState, Lease, SeenId, SentRecord, Store
-from ..store.model import Stale, now_ms
+from ..store.model import Stale, forgotten, now_ms
 from ..tasks import supervise
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,17 @@ class Journal:
             return
         self._pending.history_cleared = True
         self._pending.history.clear()
+        self._kick()
+
+    def forget(self) -> None:
+        """history.reset: the stored resume window is emptied and the remembered ids
+        keep no print of their message (those recorded and not yet written too)."""
+        if self.stale:
+            return
+        self._pending.sent.clear()
+        self._pending.sent_cleared = True
+        self._pending.ids = [forgotten(s) for s in self._pending.ids]
+        self._pending.ids_forgotten = True
         self._kick()
 
     def remember(self, seen: SeenId) -> None:

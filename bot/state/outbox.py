@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from .. import metrics
 from ..protocol.chunking import split
 from ..protocol.codec import encode
-from ..protocol.outbound import BotEnvelope
+from ..protocol.codes import ErrorCode
+from ..protocol.outbound import BotEnvelope, Error, HistoryPage
 from ..store import SentRecord
 from ..tasks import supervise
 from ..transport import Transport
@@ -30,6 +31,23 @@ class _Sent:
     topic: str
     text: str  # its JSON
     size: int  # UTF-8 bytes of `text`
+
+
+def _kept_as(msg: BotEnvelope, sent: _Sent) -> _Sent:
+    """What a resume replays in place of `msg`: the message itself, except a history
+    page (the conversation's texts again, up to a page of bytes each time it is asked
+    for): in its place, with its seq and id, a `resume_gap` answering the same
+    `history.get`."""
+    if not isinstance(msg, HistoryPage):
+        return sent
+    gap = Error(
+        code=ErrorCode.RESUME_GAP,
+        message="a history page is not kept for a resume: send history.get again",
+        retryable=False,
+        reply_to=msg.reply_to,
+    ).model_copy(update={"id": msg.id, "seq": msg.seq, "ts": msg.ts})
+    text = encode(gap)
+    return _Sent(sent.seq, sent.id, sent.topic, text, len(text.encode()))
 
 
 class Outbox:
@@ -147,12 +165,20 @@ class Outbox:
         )
         text = encode(stamped)
         sent = _Sent(self._seq, stamped.id, topic, text, len(text.encode()))
-        self._keep(sent)
+        kept = _kept_as(stamped, sent)
+        self._keep(kept)
         metrics.observe_sent(stamped)
         if self._journal is not None:
-            self._journal.sent(SentRecord(sent.seq, sent.id, topic, text))
+            self._journal.sent(SentRecord(kept.seq, kept.id, topic, kept.text))
         self._enqueue(sent)
         return stamped
+
+    def forget(self) -> None:
+        """history.reset: nothing sent so far can be replayed (the store's window too)."""
+        self._window.clear()
+        self._window_bytes = 0
+        if self._journal is not None:
+            self._journal.forget()
 
     async def _pump(self) -> None:
         while True:

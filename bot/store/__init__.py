@@ -88,7 +88,9 @@ def from_settings(settings: Settings) -> Store:
         Bounds(
             history_max=settings.history_max_items,
             sent_max=settings.resume_window,
+            sent_max_bytes=settings.resume_window_bytes,
             ids_max=settings.dedupe_window,
             ttl_s=settings.store_ttl,
+            max_conversations=settings.store_max_conversations,
         ),
     )

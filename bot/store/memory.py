@@ -14,7 +14,9 @@ from .model import (
     ConversationKey,
     ConversationState,
     Stale,
+    forgotten,
     now_ms,
+    trim_sent,
 )
 
 
@@ -23,6 +25,7 @@ class MemoryStore:
         self.bounds = bounds
         self._data: dict[ConversationKey, ConversationState] = {}
         self._fences: dict[ConversationKey, int] = {}  # the latest claim's token
+        self._claimed: dict[ConversationKey, int] = {}  # when last claimed (an order)
         self._tokens = itertools.count(1)  # never reused, whatever is deleted
         self._workers: dict[str, int] = {}  # worker -> lease until (ms)
         self._leaders: dict[str, tuple[str, int]] = {}  # role -> (owner, until ms)
@@ -36,6 +39,7 @@ class MemoryStore:
         if state is None or self._expired(state, now_ms()):
             self._data.pop(key, None)
             self._fences.pop(key, None)
+            self._claimed.pop(key, None)
             return ConversationState()
         return copy.deepcopy(state)
 
@@ -44,6 +48,13 @@ class MemoryStore:
         fence = self._fences[key] = next(self._tokens)
         if key not in self._data:
             self._data[key] = ConversationState(updated_ms=now_ms())
+        self._claimed[key] = next(self._tokens)
+        cap = self.bounds.max_conversations
+        if cap and len(self._data) > cap:
+            for old in sorted(self._data, key=lambda k: self._claimed.get(k, 0))[
+                : len(self._data) - cap
+            ]:
+                await self.delete(old)
         return Claim(fence, state)
 
     async def apply(self, key: ConversationKey, changes: Changes) -> None:
@@ -56,7 +67,11 @@ class MemoryStore:
         if changes.history_cleared:
             s.history.clear()
         s.history = (s.history + copy.deepcopy(changes.history))[-b.history_max :]
-        s.sent = (s.sent + changes.sent)[-b.sent_max :]
+        if changes.sent_cleared:
+            s.sent = []
+        if changes.ids_forgotten:
+            s.ids = [forgotten(x) for x in s.ids]
+        s.sent = trim_sent(s.sent + changes.sent, b)
         s.ids = (s.ids + changes.ids)[-b.ids_max :]
         leases = {lease.turn: lease for lease in s.leases} | changes.leases
         s.leases = [leases[t] for t in sorted(leases) if t not in changes.ended]
@@ -64,6 +79,7 @@ class MemoryStore:
 
     async def delete(self, key: ConversationKey) -> bool:
         self._fences.pop(key, None)
+        self._claimed.pop(key, None)
         return self._data.pop(key, None) is not None
 
     async def keys(self) -> list[ConversationKey]:
@@ -75,6 +91,7 @@ class MemoryStore:
         for k in gone:
             del self._data[k]
             self._fences.pop(k, None)
+            self._claimed.pop(k, None)
         return len(gone)
 
     async def beat(self, worker: str, ttl_ms: int) -> dict[str, int]:

@@ -111,6 +111,11 @@ class Changes:
     fence: int | None = None
     seq: int | None = None
     history_cleared: bool = False
+    # history.reset: the resume window is emptied and the remembered ids keep no print
+    # of their message (a guessed text could be confirmed with it), before `sent` and
+    # `ids` are appended
+    sent_cleared: bool = False
+    ids_forgotten: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
     sent: list[SentRecord] = field(default_factory=list)
     ids: list[SeenId] = field(default_factory=list)
@@ -121,6 +126,8 @@ class Changes:
         return bool(
             self.seq is not None
             or self.history_cleared
+            or self.sent_cleared
+            or self.ids_forgotten
             or self.history
             or self.sent
             or self.ids
@@ -135,11 +142,35 @@ class Bounds:
 
     history_max: int = 200
     sent_max: int = 256
+    sent_max_bytes: int = 1 << 20  # UTF-8 bytes of the kept messages' JSON
     ids_max: int = 512
     ttl_s: float = 0.0  # 0: keep until deleted
+    # over this many conversations, the least recently claimed are deleted (0: no cap)
+    max_conversations: int = 0
 
 
 DEFAULT_BOUNDS = Bounds()
+
+
+def sent_size(record: SentRecord) -> int:
+    return len(record.text.encode())
+
+
+def trim_sent(sent: list[SentRecord], bounds: Bounds) -> list[SentRecord]:
+    """The newest records within both bounds (every backend keeps exactly these)."""
+    kept: list[SentRecord] = []
+    total = 0
+    for record in reversed(sent[-bounds.sent_max :]):
+        total += sent_size(record)
+        if total > bounds.sent_max_bytes:
+            break
+        kept.append(record)
+    kept.reverse()
+    return kept
+
+
+def forgotten(seen: SeenId) -> SeenId:
+    return SeenId(seen.id, "", seen.turn)
 
 
 def dumps(value: Any) -> str:

@@ -32,6 +32,7 @@ from .model import (
     now_ms,
     seen_from,
     sent_from,
+    sent_size,
 )
 
 PARTS = ("meta", "history", "sent", "seen", "lease")
@@ -62,12 +63,35 @@ if c.seq then
   if tonumber(c.seq) > cur then redis.call('HSET', KEYS[1], 'seq', c.seq) end
 end
 if c.cleared then redis.call('DEL', KEYS[2]) end
+if c.sent_cleared then
+  redis.call('DEL', KEYS[3])
+  redis.call('HSET', KEYS[1], 'sent_bytes', '0')
+end
+if c.ids_forgotten then
+  local seen = redis.call('LRANGE', KEYS[4], 0, -1)
+  for i, item in ipairs(seen) do
+    local s = cjson.decode(item)
+    s.print = ''
+    redis.call('LSET', KEYS[4], i - 1, cjson.encode(s))
+  end
+end
 for i, part in ipairs({'history', 'sent', 'seen'}) do
   local items = c[part]
   if items and #items > 0 then
     for _, item in ipairs(items) do redis.call('RPUSH', KEYS[i + 1], item) end
-    redis.call('LTRIM', KEYS[i + 1], -c.keep[i], -1)
+    if part ~= 'sent' then redis.call('LTRIM', KEYS[i + 1], -c.keep[i], -1) end
   end
+end
+if c.sent and #c.sent > 0 then
+  -- the newest within both bounds: count, and bytes of the messages' JSON
+  local bytes = tonumber(redis.call('HGET', KEYS[1], 'sent_bytes') or '0') + c.sent_bytes
+  local n = redis.call('LLEN', KEYS[3])
+  while n > 0 and (n > c.keep[2] or bytes > c.keep_bytes) do
+    local old = cjson.decode(redis.call('LPOP', KEYS[3]))
+    bytes = bytes - #old.text
+    n = n - 1
+  end
+  redis.call('HSET', KEYS[1], 'sent_bytes', string.format('%.0f', bytes))
 end
 if c.leases then
   for turn, lease in pairs(c.leases) do redis.call('HSET', KEYS[5], turn, lease) end
@@ -139,7 +163,23 @@ class RedisStore:
             await self._claim(keys=self._parts(key), args=[owner, ttl, now_ms()], client=p)
             self._read(p, key)
             fence, *state = await p.execute()
+        if self.bounds.max_conversations:
+            await self._evict(key, int(fence))
         return Claim(int(fence), self._state(*state))
+
+    async def _evict(self, key: ConversationKey, fence: int) -> None:
+        """Over the cap: delete the least recently claimed conversations (a sorted set
+        of claims, scored by fencing token; outside the conversation's own slot)."""
+        claimed = f"{self.prefix}:claimed"
+        async with self._redis.pipeline(transaction=False) as p:
+            p.zadd(claimed, {key.encoded(): fence})
+            p.zcard(claimed)
+            _, count = await p.execute()
+        over = int(count) - self.bounds.max_conversations
+        if over > 0:
+            popped: list[tuple[str, float]] = await self._redis.zpopmin(claimed, over)
+            for name, _score in popped:
+                await self.delete(ConversationKey.decode(str(name)))
 
     def _read(self, p: Any, key: ConversationKey) -> None:
         p.hgetall(self._k(key, "meta"))
@@ -172,10 +212,16 @@ class RedisStore:
         batch: dict[str, Any] = {
             "updated_ms": str(now_ms()),
             "keep": [b.history_max, b.sent_max, b.ids_max],
+            "keep_bytes": b.sent_max_bytes,
             "history": [dumps(h) for h in c.history],
             "sent": [dumps(s) for s in c.sent],
+            "sent_bytes": sum(sent_size(s) for s in c.sent),
             "seen": [dumps(s) for s in c.ids],
         }
+        if c.sent_cleared:
+            batch["sent_cleared"] = True
+        if c.ids_forgotten:
+            batch["ids_forgotten"] = True
         if c.seq is not None:
             batch["seq"] = str(c.seq)
         if c.history_cleared:
@@ -221,6 +267,7 @@ class RedisStore:
         await self._redis.delete(self._served(worker))
 
     async def delete(self, key: ConversationKey) -> bool:
+        await self._redis.zrem(f"{self.prefix}:claimed", key.encoded())
         return bool(await self._redis.delete(*(self._k(key, part) for part in PARTS)))
 
     async def keys(self) -> list[ConversationKey]:

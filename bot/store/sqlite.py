@@ -33,6 +33,7 @@ from .model import (
     now_ms,
     seen_from,
     sent_from,
+    sent_size,
 )
 
 T = TypeVar("T")
@@ -57,7 +58,8 @@ CREATE TABLE IF NOT EXISTS history (
     key TEXT NOT NULL, pos INTEGER NOT NULL, item TEXT NOT NULL, PRIMARY KEY (key, pos)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sent (
-    key TEXT NOT NULL, seq INTEGER NOT NULL, item TEXT NOT NULL, PRIMARY KEY (key, seq)
+    key TEXT NOT NULL, seq INTEGER NOT NULL, item TEXT NOT NULL,
+    size INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (key, seq)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS seen (
     key TEXT NOT NULL, pos INTEGER NOT NULL, item TEXT NOT NULL, PRIMARY KEY (key, pos)
@@ -87,13 +89,18 @@ class SQLiteStore:
             db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at each checkpoint
             db.execute("PRAGMA busy_timeout=10000")
             db.executescript(SCHEMA)
-            columns = {row[1] for row in db.execute("PRAGMA table_info(conversation)")}
-            for column, decl in (
-                ("fence", "INTEGER NOT NULL DEFAULT 0"),
-                ("owner", "TEXT NOT NULL DEFAULT ''"),
+            for table, column, decl in (  # a file from before fencing, or byte bounds
+                ("conversation", "fence", "INTEGER NOT NULL DEFAULT 0"),
+                ("conversation", "owner", "TEXT NOT NULL DEFAULT ''"),
+                ("conversation", "claimed_ms", "INTEGER NOT NULL DEFAULT 0"),
+                ("sent", "size", "INTEGER NOT NULL DEFAULT 0"),
             ):
-                if column not in columns:  # a file from before fencing
-                    db.execute(f"ALTER TABLE conversation ADD COLUMN {column} {decl}")
+                columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+                if column not in columns:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+            db.execute(
+                "CREATE INDEX IF NOT EXISTS conversation_claimed ON conversation (claimed_ms)"
+            )
             self._db = db
         return self._db
 
@@ -160,11 +167,24 @@ class SQLiteStore:
                 "UPDATE fence_counter SET value = value + 1 WHERE id = 0 RETURNING value"
             ).fetchone()[0]
             db.execute(
-                "INSERT INTO conversation (key, updated_ms, fence, owner) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET fence = excluded.fence, owner = excluded.owner",
-                (key, now_ms(), fence, owner),
+                "INSERT INTO conversation (key, updated_ms, fence, owner, claimed_ms) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET fence = excluded.fence, "
+                "owner = excluded.owner, claimed_ms = excluded.claimed_ms",
+                (key, now_ms(), fence, owner, fence),  # tokens only grow: an order of claims
             )
+            if row is None and self.bounds.max_conversations:
+                self._evict(db, self.bounds.max_conversations)
             return Claim(fence, self._read(db, key))
+
+    def _evict(self, db: sqlite3.Connection, cap: int) -> None:
+        """Over `cap` conversations: delete the least recently claimed."""
+        over = db.execute("SELECT COUNT(*) FROM conversation").fetchone()[0] - cap
+        if over > 0:
+            oldest = db.execute(
+                "SELECT key FROM conversation ORDER BY claimed_ms LIMIT ?", (over,)
+            ).fetchall()
+            for (old,) in oldest:
+                self._delete(db, old)
 
     def _apply(self, key: str, c: Changes) -> None:
         db = self._conn()
@@ -183,17 +203,20 @@ class SQLiteStore:
             )
             if c.history_cleared:
                 db.execute("DELETE FROM history WHERE key = ?", (key,))
+            if c.sent_cleared:
+                db.execute("DELETE FROM sent WHERE key = ?", (key,))
+            if c.ids_forgotten:
+                db.execute(
+                    "UPDATE seen SET item = json_set(item, '$.print', '') WHERE key = ?", (key,)
+                )
             self._append(db, "history", key, [dumps(h) for h in c.history], b.history_max)
             self._append(db, "seen", key, [dumps(s) for s in c.ids], b.ids_max)
             if c.sent:
                 db.executemany(
-                    "INSERT INTO sent (key, seq, item) VALUES (?, ?, ?)",
-                    [(key, s.seq, dumps(s)) for s in c.sent],
+                    "INSERT INTO sent (key, seq, item, size) VALUES (?, ?, ?, ?)",
+                    [(key, s.seq, dumps(s), sent_size(s)) for s in c.sent],
                 )
-                db.execute(
-                    "DELETE FROM sent WHERE key = ? AND seq <= ?",
-                    (key, c.sent[-1].seq - b.sent_max),
-                )
+                self._trim_sent(db, key)
             if c.leases:
                 db.executemany(
                     "INSERT OR REPLACE INTO lease (key, turn, item) VALUES (?, ?, ?)",
@@ -203,6 +226,21 @@ class SQLiteStore:
                 db.executemany(
                     "DELETE FROM lease WHERE key = ? AND turn = ?", [(key, t) for t in c.ended]
                 )
+
+    def _trim_sent(self, db: sqlite3.Connection, key: str) -> None:
+        """Keep the newest within both bounds (count and bytes), as `trim_sent` does."""
+        b = self.bounds
+        rows = db.execute(
+            "SELECT seq, size FROM sent WHERE key = ? ORDER BY seq DESC", (key,)
+        ).fetchall()
+        total, cut = 0, None
+        for i, (seq, size) in enumerate(rows):
+            total += size
+            if i >= b.sent_max or total > b.sent_max_bytes:
+                cut = seq
+                break
+        if cut is not None:
+            db.execute("DELETE FROM sent WHERE key = ? AND seq <= ?", (key, cut))
 
     def _delete_one(self, key: str) -> bool:
         db = self._conn()
