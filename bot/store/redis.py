@@ -177,8 +177,8 @@ class RedisStore:
             _, count = await p.execute()
         over = int(count) - self.bounds.max_conversations
         if over > 0:
-            popped: list[tuple[str, float]] = await self._redis.zpopmin(claimed, over)
-            for name, _score in popped:
+            for entry in await self._redis.zpopmin(claimed, over):
+                name = entry[0] if isinstance(entry, (list, tuple)) else entry
                 await self.delete(ConversationKey.decode(str(name)))
 
     def _read(self, p: Any, key: ConversationKey) -> None:
