@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_INSTRUCTIONS = (
@@ -108,6 +115,16 @@ class Settings(BaseSettings):
     web_cors_origin: str = ""  # another origin allowed to call /token ("*": any); empty: none
     # let clients set their own attributes (lkbot.client: the bot sees them join at once)
     token_can_update_metadata: bool = True
+    # who may have a token (bot/web/guard.py, docs/security.md): "" (nobody is asked:
+    # loopback only), "secret" (Authorization: Bearer BOT_WEB_AUTH_SECRET) or
+    # "module:function" (a hook to the app's login that returns the caller's identity)
+    web_auth: str = ""
+    web_auth_secret: SecretStr = SecretStr("")
+    web_allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()  # Host: names served
+    # an identity /token issued to one browser is not issued to another for this long
+    web_binding_ttl: Annotated[float, Field(gt=0)] = 86400.0
+    # identities nobody gets from /token, besides agent-… (LiveKit's agent identities)
+    reserved_identity_prefixes: Annotated[tuple[str, ...], NoDecode] = ()
 
     # The worker process.
     http_port: Annotated[int, Field(ge=0, le=65535)] = 8081
@@ -140,7 +157,13 @@ class Settings(BaseSettings):
     drain_timeout: Annotated[float, Field(ge=0)] = 60.0
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    @field_validator("topics", "builtin_tools", mode="before")
+    @field_validator(
+        "topics",
+        "builtin_tools",
+        "web_allowed_hosts",
+        "reserved_identity_prefixes",
+        mode="before",
+    )
     @classmethod
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):

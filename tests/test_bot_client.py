@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from livekit import rtc
 
 from bot.client.bot_client import BotClient
+from bot.protocol.attributes import PROTOCOL_ATTRIBUTE
 from bot.protocol.outbound import Limits, SessionReady
 
 
@@ -75,3 +78,36 @@ async def test_unanswered_hellos_end_after_the_attempts() -> None:
     with pytest.raises(TimeoutError):
         await client.hello(attempts=3, first_wait=0.01)
     assert len(client.hellos) == 3
+
+
+class _Room:
+    """What BotClient reads of a room: its remote participants; and what it publishes."""
+
+    def __init__(self, participants: dict[str, Any]) -> None:
+        self.remote_participants = participants
+        self.published: list[tuple[Any, list[str]]] = []
+        self.local_participant = SimpleNamespace(publish_data=self._publish)
+
+    async def _publish(self, payload: Any, **kw: Any) -> None:
+        self.published.append((payload, kw["destination_identities"]))
+
+
+def _participant(identity: str, kind: rtc.ParticipantKind.ValueType) -> Any:
+    return SimpleNamespace(identity=identity, kind=kind, attributes={PROTOCOL_ATTRIBUTE: "1"})
+
+
+async def test_nothing_goes_to_a_participant_that_took_the_bots_identity() -> None:
+    client = BotClient()
+    bot = _participant("agent-AJ_1", rtc.ParticipantKind.PARTICIPANT_KIND_AGENT)
+    room = _Room({bot.identity: bot})
+    client.room = room  # type: ignore[assignment]
+    client.bot_identity = bot.identity
+    await client.send({"type": "ping"})
+    assert room.published[-1][1] == ["agent-AJ_1"]
+    # the same identity joins again, as a standard participant: it replaced the bot
+    room.remote_participants[bot.identity] = _participant(
+        bot.identity, rtc.ParticipantKind.PARTICIPANT_KIND_STANDARD
+    )
+    with pytest.raises(RuntimeError, match="not in the room"):
+        await client.send({"type": "chat.message", "text": "my secret"})
+    assert len(room.published) == 1

@@ -7,11 +7,12 @@ from typing import Any
 
 import jwt
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.config import Settings
+from bot.config import ConfigError, Settings
 from bot.web.server import MAX_NAME, WebServer
 
 SECRET = "s" * 32
@@ -127,13 +128,108 @@ async def test_pages(make: Make) -> None:
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(identity=st.text(max_size=140))
-async def test_any_identity_is_refused_or_exactly_in_the_token(make: Make, identity: str) -> None:
-    client = await make()
-    r = await client.post("/token", json={"room_name": "demo", "participant_identity": identity})
+@given(
+    identity=st.text(max_size=140)
+    | st.tuples(
+        st.sampled_from(["agent-", "Agent-", "AGENT-", "agent", "bot-"]), st.text(max_size=8)
+    ).map("".join),
+    host=st.sampled_from(
+        ["", "127.0.0.1", "localhost", "[::1]", "evil.example", "127.0.0.1.nip.io", "LOCALHOST"]
+    ),
+    port=st.sampled_from(["", ":8080", ":1"]),
+)
+async def test_any_request_is_refused_or_yields_exactly_the_identity_it_asked_for(
+    make: Make, identity: str, host: str, port: str
+) -> None:
+    client = await make(reserved_identity_prefixes="bot-")
+    headers = {"Host": f"{host}{port}"} if host else {}
+    r = await client.post(
+        "/token", json={"room_name": "demo", "participant_identity": identity}, headers=headers
+    )
     if r.status == 200:
-        token = (await r.json())["participant_token"]
-        assert _claims(token)["sub"] == identity
+        sub = _claims((await r.json())["participant_token"])["sub"]
+        assert sub == identity
+        assert not sub.lower().startswith(("agent-", "bot-"))
         assert identity.strip() and len(identity) <= MAX_NAME
+        assert not host or host.lower() in ("127.0.0.1", "localhost", "[::1]")
     else:
-        assert r.status == 400
+        assert r.status in (400, 403, 421), r.status
+
+
+async def test_a_foreign_host_is_refused_everywhere(make: Make) -> None:
+    """DNS rebinding: a page on another site whose name now points here."""
+    client = await make()
+    for path in ("/", "/token?room=demo&identity=ann", "/react"):
+        r = await client.get(path, headers={"Host": "attacker.example:8080"})
+        assert r.status == 421, path
+    r = await client.get("/token?room=demo&identity=ann", headers={"Host": "localhost:8080"})
+    assert r.status == 200
+    named = await make(web_allowed_hosts="chat.example.com")
+    r = await named.get("/token?room=demo&identity=ann", headers={"Host": "chat.example.com"})
+    assert r.status == 200
+
+
+async def test_agent_like_identities_are_never_issued(make: Make) -> None:
+    client = await make(reserved_identity_prefixes="svc-, admin")
+    for identity in ("agent-AJ_x7", "Agent-x", "svc-billing", "ADMINISTRATOR"):
+        r = await client.post(
+            "/token", json={"room_name": "demo", "participant_identity": identity}
+        )
+        assert r.status == 403, identity
+        assert "reserved" in (await r.json())["error"]
+
+
+async def test_an_identity_belongs_to_the_browser_it_was_issued_to(make: Make) -> None:
+    ann = await make()
+    body = {"room_name": "demo", "participant_identity": "ann"}
+    first = await ann.post("/token", json=body)
+    assert first.status == 200 and "lkbot_client" in first.cookies
+    again = await ann.post("/token", json=body)  # the same browser (its cookie) refreshes
+    assert again.status == 200
+    # another browser (no cookie, or another one) cannot take ann in that room
+    r = await ann.post("/token", json=body, cookies={"lkbot_client": "someone-else"})
+    assert r.status == 409
+    ann.session.cookie_jar.clear()
+    r = await ann.post("/token", json=body)
+    assert r.status == 409 and "another browser" in (await r.json())["error"]
+    # ann in another room is another participant
+    r = await ann.post("/token", json={"room_name": "elsewhere", "participant_identity": "ann"})
+    assert r.status == 200
+
+
+async def test_beyond_loopback_callers_must_be_authenticated(make: Make) -> None:
+    with pytest.raises(ConfigError, match="BOT_WEB_AUTH"):
+        WebServer(_settings(web_host="0.0.0.0"))
+    with pytest.raises(ConfigError, match="BOT_WEB_AUTH_SECRET"):
+        WebServer(_settings(web_host="0.0.0.0", web_auth="secret"))
+    client = await make(web_host="0.0.0.0", web_auth="secret", web_auth_secret="sesame")
+    body = {"room_name": "demo", "participant_identity": "ann"}
+    assert (await client.post("/token", json=body)).status == 401
+    bad = {"Authorization": "Bearer nope"}
+    assert (await client.post("/token", json=body, headers=bad)).status == 401
+    good = {"Authorization": "Bearer sesame"}
+    r = await client.post("/token", json=body, headers=good)
+    assert r.status == 200 and "lkbot_client" not in r.cookies
+    # the backend that holds the secret mints for its users: again for ann, no cookie
+    assert (await client.post("/token", json=body, headers=good)).status == 200
+    body["participant_identity"] = "agent-1"
+    assert (await client.post("/token", json=body, headers=good)).status == 403
+
+
+async def test_a_login_hook_names_the_identity(make: Make) -> None:
+    client = await make(web_host="0.0.0.0", web_auth="tests.test_web:login")
+    r = await client.post("/token", json={"room_name": "demo"}, headers={"X-User": "bob"})
+    assert r.status == 200
+    assert _claims((await r.json())["participant_token"])["sub"] == "bob"
+    r = await client.post(
+        "/token",
+        json={"room_name": "demo", "participant_identity": "ann"},
+        headers={"X-User": "bob"},
+    )
+    assert r.status == 403
+    assert (await client.post("/token", json={"room_name": "demo"})).status == 401
+
+
+async def login(request: web.Request) -> str | None:
+    """A stand-in for an app's login (a session cookie, an OAuth token...)."""
+    return request.headers.get("X-User")

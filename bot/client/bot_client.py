@@ -232,8 +232,11 @@ class BotClient:
     @property
     def agent(self) -> str:
         """The bot we talk to: the one found first while it stays (a second bot may
-        join for a moment after a server restart), else whichever is here now."""
-        if self.bot_identity is not None and self.bot_identity in self.room.remote_participants:
+        join for a moment after a server restart), else whichever is here now.
+        Checked before every send: a participant that took the bot's identity (LiveKit
+        lets a newer connection with an identity replace the older) is no agent."""
+        bot = self.room.remote_participants.get(self.bot_identity or "")
+        if self.bot_identity is not None and self._is_bot(bot):
             return self.bot_identity
         agent = self._agent()
         if agent is None:

@@ -9,8 +9,11 @@ does the same for curl. The token has the grants a chat client needs and nothing
 BOT_AGENT_NAME is set. Empty or over-long room names and identities are refused (400).
 Browsers on another origin may call it only if BOT_WEB_CORS_ORIGIN names that origin.
 
-This endpoint hands a token to whoever asks: it is for local use and demos. In
-production, mint tokens in your own backend, after your own authentication.
+Who may have which identity is bot/web/guard.py: only the Host names it serves, never
+an agent-like identity, an identity bound to the browser it was first issued to, and
+beyond loopback only with BOT_WEB_AUTH (a shared secret, or a hook to your login).
+In production, mint tokens in your own backend, after your own authentication
+(docs/security.md).
 
 `GET /` is the chat page (web/index.html, bundled from web/chat.ts with the TypeScript
 client), `GET /react` the same chat built on LiveKit's stock React components.
@@ -29,6 +32,7 @@ from aiohttp import web
 
 from ..config import Settings
 from ..room.tokens import mint_token
+from .guard import COOKIE, Guard, Refused, cookie_options
 
 log = logging.getLogger("bot.web")
 WEB_ROOT = Path(__file__).resolve().parents[2] / "web"
@@ -59,6 +63,7 @@ def _field(value: Any, what: str, *, required: bool = True) -> str:
 class WebServer:
     def __init__(self, settings: Settings, *, root: Path = WEB_ROOT) -> None:
         self.settings = settings
+        self.guard = Guard(settings)  # raises on settings that would open a token mint
         self.root = root
         self.port = 0
         self._runner: web.AppRunner | None = None
@@ -68,7 +73,7 @@ class WebServer:
         return f"http://{self.settings.web_host}:{self.port}/"
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY, middlewares=[self._cors])
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[self._host, self._cors])
         app.router.add_post("/token", self._token)
         app.router.add_get("/token", self._token)
         app.router.add_route("OPTIONS", "/token", self._preflight)
@@ -119,10 +124,16 @@ class WebServer:
                 identity = request.query.get("identity")
                 name = request.query.get("name")
             room = _field(room, "room_name")
-            identity = _field(identity, "participant_identity")
+            identity = _field(identity, "participant_identity", required=self.guard.hook is None)
             name = _field(name, "participant_name", required=False)
+            identity = await self.guard.authorize(request, identity)
+            self.guard.check_identity(identity)
+            scope = "" if self.settings.conversation_scope == "identity" else room
+            cookie = self.guard.bind(request, f"{scope}\x00{identity}")
         except BadRequest as e:
             return web.json_response({"error": str(e)}, status=400)
+        except Refused as e:
+            return web.json_response({"error": e.message}, status=e.status)
         except web.HTTPRequestEntityTooLarge:
             return web.json_response({"error": "the body is too large"}, status=413)
         token = mint_token(
@@ -133,7 +144,7 @@ class WebServer:
             ttl=timedelta(seconds=self.settings.token_ttl),
             can_update_metadata=self.settings.token_can_update_metadata,
         )
-        return web.json_response(
+        response = web.json_response(
             {
                 "server_url": self.settings.livekit_url,
                 "participant_token": token,
@@ -142,6 +153,9 @@ class WebServer:
             },
             headers={"Cache-Control": "no-store"},
         )
+        if cookie is not None:
+            response.set_cookie(COOKIE, cookie, **cookie_options(request))
+        return response
 
     def _allowed_origin(self, origin: str | None) -> str | None:
         allowed = self.settings.web_cors_origin
@@ -158,10 +172,20 @@ class WebServer:
             status=204,
             headers={
                 "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
-                "Access-Control-Allow-Headers": "Content-Type",
+                "Access-Control-Allow-Headers": "Content-Type, Authorization",
                 "Access-Control-Max-Age": "600",
             },
         )
+
+    @web.middleware
+    async def _host(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Only the Host names this server serves: another is DNS rebinding."""
+        try:
+            self.guard.check_host(request)
+        except Refused as e:
+            return web.json_response({"error": e.message}, status=e.status)
+        response: web.StreamResponse = await handler(request)
+        return response
 
     @web.middleware
     async def _cors(self, request: web.Request, handler: Any) -> web.StreamResponse:
@@ -170,6 +194,9 @@ class WebServer:
         if origin is not None and request.path == "/token":
             response.headers["Access-Control-Allow-Origin"] = origin
             response.headers["Vary"] = "Origin"
+            if self.settings.web_cors_origin != "*":
+                # a named origin may send the cookie back (fetch credentials: "include")
+                response.headers["Access-Control-Allow-Credentials"] = "true"
         return response
 
     # -- the pages --

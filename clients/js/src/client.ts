@@ -366,7 +366,12 @@ export class LkbotClient {
   }
 
   private async post<T extends ClientMessage>(body: Body<T> & { id: string }): Promise<void> {
-    const bot = this.botIdentity ?? this.findBot();
+    // checked before every send: a participant that took the bot's identity (LiveKit
+    // lets a newer connection with an identity replace the older) is no agent
+    if (this.botIdentity !== null && !this.isBot(this.room.remoteParticipants.get(this.botIdentity))) {
+      this.botIdentity = null;
+    }
+    const bot = (this.botIdentity ??= this.findBot());
     if (!bot) throw new Error("the bot is not in the room");
     const text = JSON.stringify({ v: 1, ...body });
     const maxPacket = this.ready?.limits.max_packet ?? this.opts.maxPacket;

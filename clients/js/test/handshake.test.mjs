@@ -73,3 +73,17 @@ test("unanswered hellos end within the timeout", async () => {
   await assert.rejects(client.start(), /did not answer session.hello/);
   assert.ok(room.hellos.length >= 2);
 });
+
+test("nothing goes to a participant that took the bot's identity", async () => {
+  const room = new StandInRoom((r) => r.answer(r.hellos.at(-1), r.hellos.length));
+  const client = new LkbotClient(room, { timeoutMs: 5_000 });
+  await client.start();
+  // the bot's identity reconnects as a standard participant (not an agent)
+  const impostor = { identity: "bot", kind: ParticipantKind.STANDARD, attributes: { [PROTOCOL_ATTRIBUTE]: "1" } };
+  room.remoteParticipants.set("bot", impostor);
+  room.emit(RoomEvent.ParticipantConnected, impostor);
+  const before = room.hellos.length;
+  const turn = client.send("my secret");
+  await assert.rejects(turn.result, /the bot is not in the room/);
+  assert.equal(room.hellos.length, before); // nothing was published to it
+});
