@@ -5,14 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from .protocol.errors import BotError
+
 
 @dataclass(frozen=True)
 class Packet:
-    """One inbound data packet. `sender` is the identity the server stamped, or None."""
+    """One inbound data packet. `sender` is the identity the server stamped, or None.
+    `refused`: the transport would not take the message (a text stream over its
+    limits): the dispatcher answers this error in order with the sender's others."""
 
     sender: str | None
     topic: str
     data: bytes
+    refused: BotError | None = None
 
 
 @dataclass(frozen=True)

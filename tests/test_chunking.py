@@ -92,3 +92,18 @@ def test_frames_of_a_message_with_a_long_id_are_valid_client_frames(of_len: int)
     parsed = [ChunkFrame.model_validate({**json.loads(f), "v": 1}) for f in frames]
     assert all(f.of == of and len(f.id) <= 64 for f in parsed)
     assert len({f.id for f in parsed}) == len(parsed)
+
+
+def test_frames_are_bounded_in_number_and_never_empty() -> None:
+    """300,000 empty frames of one message held 18.9 MB: `total` is now bounded by what
+    max_bytes allows, and a frame without data is refused."""
+    r = Reassembler(max_bytes=262144)
+    with pytest.raises(PayloadTooLarge, match="frames"):
+        r.feed(_frame("huge", 1, 300_000, "x"))
+    with pytest.raises(InvalidMessage, match="data"):
+        r.feed(_frame("empty", 1, 3, ""))
+    assert r.pending == frozenset()
+    assert r.max_frames == 262144 // 64 + 4
+    # what our own splitter makes at the smallest max_packet still fits
+    frames = split("\u0001" * 262000, of="m", max_packet=1024)
+    assert len(frames) <= r.max_frames

@@ -220,3 +220,20 @@ async def test_long_history_page_arrives_chunked(make_bot: MakeBot) -> None:
     raw = [p for _, p in bot.transport.sent["alice"]]
     assert all(len(p.encode()) <= 2048 for p in raw)
     assert any(json.loads(p)["type"] == "chunk" for p in raw)
+
+
+async def test_every_chunk_frame_is_charged(make_bot: MakeBot) -> None:
+    """Only a message's first frame used to be charged: a sender could stream frames of
+    one message without end. Now the flood is refused once, by the rate limit."""
+    bot = await make_bot(rate_burst=5, rate_per_second=0.01)
+    bot.send("alice", msg("ping", id="p"))
+    await bot.answer("alice", "p")
+    conv = bot.dispatcher.conversations["alice"]
+    for n in range(1, 201):  # one at a time: never a flood of the inbox
+        bot.send("alice", msg("chunk", id=f"f.{n}", of="flood", n=n, total=4000, data="x"))
+        while not conv.inbox.empty():  # noqa: ASYNC110 (no event for "taken"; yields only)
+            await asyncio.sleep(0)
+    refused = await bot.answer("alice", "flood")
+    assert isinstance(refused, Error) and refused.code == "rate_limited"
+    assert conv.chunks.pending == frozenset()
+    assert len(direct_answers(bot.messages("alice"), "flood")) == 1

@@ -4,16 +4,23 @@ renders turns as `lk.transcription` streams and keeps `lk.agent.state`."""
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+
+import pytest
 
 from bot.protocol.codec import encode
 from bot.protocol.outbound import Ack, Error, ErrorInfo, TurnDelta, TurnEnd, TurnStart
 from bot.room.lk_chat import (
     FINAL,
     SEGMENT_ID,
+    StreamGate,
+    StreamLimits,
+    StreamTooLarge,
     TranscriptionMirror,
     chat_message,
     legacy_message,
+    read_capped,
     request_id,
 )
 
@@ -112,3 +119,48 @@ async def test_protocol_turns_move_the_state_but_are_not_rendered_and_errors_rea
         ("[error: a turn is running]", True),
         ("\n[error: the model is down]", True),
     ]
+
+
+async def test_someone_who_leaves_mid_turn_leaves_nothing_behind() -> None:
+    """Nothing is published to someone gone, so no turn.end reaches the relay: without
+    `left`, the room stayed `speaking` and the writer open for good."""
+    room = Room()
+    mirror = TranscriptionMirror(room.open, room.states.append)
+    rid = "lkchat-TS_9"
+    await mirror.sent("ann", sent(stamp(TurnStart, 1, turn="t_1", reply_to=rid)))
+    await mirror.sent("ann", sent(stamp(TurnDelta, 2, turn="t_1", reply_to=rid, text="Hi")))
+    await mirror.sent("bob", sent(stamp(TurnStart, 1, turn="t_2", reply_to="lkchat-TS_8")))
+    assert mirror.state == "speaking"
+    await mirror.left("ann")
+    assert mirror.state == "thinking"  # bob's turn still runs
+    assert room.writers[0].closed
+    await mirror.left("bob")
+    assert mirror.state == "listening" and room.states[-1] == "listening"
+
+
+def test_a_senders_streams_are_charged_when_they_open_and_capped_in_number() -> None:
+    gate = StreamGate(StreamLimits(max_open=2, burst=3, per_second=0.001))
+    assert gate.admit("ann", "TS_1") is None
+    assert gate.admit("ann", "TS_2") is None
+    busy = gate.admit("ann", "TS_3")  # a third open stream
+    assert busy is not None and busy.code == "busy" and busy.reply_to == "lkchat-TS_3"
+    assert gate.admit("bob", "TS_4") is None  # others are not affected
+    gate.done("ann")
+    limited = gate.admit("ann", "TS_5")  # the burst of 3 was spent at the opens
+    assert limited is not None and limited.code == "rate_limited"
+    assert gate.open_streams("ann") == 1
+
+
+async def test_a_stream_is_cut_as_soon_as_it_passes_the_cap() -> None:
+    read: list[str] = []
+
+    async def chunks(n: int) -> AsyncIterator[str]:
+        for _ in range(n):
+            read.append("é" * 100)  # 200 bytes each
+            yield read[-1]
+
+    assert await read_capped(chunks(5), 1000) == "é" * 500
+    read.clear()
+    with pytest.raises(StreamTooLarge):
+        await read_capped(chunks(10**6), 1000)
+    assert len(read) == 6  # not one chunk more than it took to see it

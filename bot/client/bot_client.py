@@ -51,14 +51,21 @@ class TurnResult:
 
 class BotClient:
     def __init__(
-        self, *, topic: str = "lkbot", agent_name: str | None = None, max_packet: int = 15000
+        self,
+        *,
+        topic: str = "lkbot",
+        agent_name: str | None = None,
+        max_packet: int = 15000,
+        keep: int = 10_000,
     ) -> None:
         self.room = rtc.Room()
         self.topic = topic
         self.agent_name = agent_name
         self.max_packet = max_packet
+        # each list keeps the last `keep` (a long session does not grow without bound)
+        self.keep = keep
         self.messages: list[BotMessage] = []
-        self.raw: list[rtc.DataPacket] = []  # every packet received, any topic
+        self.raw: list[rtc.DataPacket] = []  # the packets received, any topic
         self.forged: list[rtc.DataPacket] = []  # on our topic, but not from the bot: dropped
         self._frames = Reassembler(max_bytes=CLIENT_MAX_MESSAGE_BYTES, max_pending=64)
         self._waiters: list[tuple[Pred, asyncio.Future[list[BotMessage]]]] = []
@@ -280,13 +287,19 @@ class BotClient:
 
     # -- receiving --
 
+    def _kept(self, items: list[Any]) -> None:
+        if len(items) > self.keep:
+            del items[: len(items) - self.keep]
+
     def _on_data(self, packet: rtc.DataPacket) -> None:
         self.raw.append(packet)
+        self._kept(self.raw)
         if packet.topic != self.topic:
             return
         if not self._is_bot(packet.participant):
             # anyone in the room can publish on our topic: never take it for the bot
             self.forged.append(packet)
+            self._kept(self.forged)
             self._notify()
             return
         whole = receive(self._frames, packet.data)
@@ -299,6 +312,7 @@ class BotClient:
             self._remember(msg.id)
         self._track(getattr(msg, "seq", 0) or 0)
         self.messages.append(msg)
+        self._kept(self.messages)
         if self.on_message is not None:
             self.on_message(msg)
         self._notify()

@@ -19,6 +19,7 @@ from .context import Context, Services
 from .conversation import Conversation
 
 log = logging.getLogger(__name__)
+FRAME_COST = 0.25  # rate-limit tokens a chunk frame costs after its message's first
 
 
 class Dispatcher:
@@ -179,9 +180,10 @@ class Dispatcher:
             return False
 
     @staticmethod
-    def _charge(conv: Conversation, reply_to: str | None) -> None:
-        """One rate-limit token per message (a chunked message pays for its first frame)."""
-        wait_ms = conv.bucket.take()
+    def _charge(conv: Conversation, reply_to: str | None, cost: float = 1.0) -> None:
+        """One rate-limit token per message; a chunked message's later frames cost
+        FRAME_COST each (a full-size message of 18 frames: 1 + 17/4 tokens)."""
+        wait_ms = conv.bucket.take(cost)
         if wait_ms:
             raise RateLimited(
                 "too many messages; slow down", reply_to=reply_to, retry_after_ms=wait_ms
@@ -190,6 +192,8 @@ class Dispatcher:
     async def _handle(self, conv: Conversation, packet: Packet) -> None:
         reply_to: str | None = None
         try:
+            if packet.refused is not None:
+                raise packet.refused  # charged by the transport (a stream, when it opened)
             try:
                 msg: ClientMessage = decode(packet.data, max_bytes=self._settings.max_packet)
             except BotError as e:
@@ -198,12 +202,16 @@ class Dispatcher:
             reply_to = msg.id
             if isinstance(msg, ChunkFrame):
                 reply_to = msg.of
-                if not conv.chunks.in_progress(msg.of):
+                if msg.of in conv.chunks.pending or not conv.chunks.in_progress(msg.of):
+                    # every frame is charged; past the limit, the whole message is refused
+                    first = msg.of not in conv.chunks.pending
                     try:
-                        self._charge(conv, msg.of)
+                        self._charge(conv, msg.of, 1.0 if first else FRAME_COST)
                     except RateLimited:
                         conv.chunks.refuse(msg.of)
                         raise
+                else:  # a frame of a message already answered: dropped, but charged
+                    conv.bucket.take(FRAME_COST)
                 whole = conv.chunks.feed(msg)
                 if whole is None:
                     return  # frames are framing, not messages: no answer of their own

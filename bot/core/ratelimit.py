@@ -12,12 +12,12 @@ class TokenBucket:
         self._tokens = float(burst)
         self._stamp = time.monotonic()
 
-    def take(self) -> int:
-        """Spend one token; returns 0, or the ms to wait until one is available."""
+    def take(self, cost: float = 1.0) -> int:
+        """Spend `cost` tokens; returns 0, or the ms to wait until they are available."""
         now = time.monotonic()
         self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
         self._stamp = now
-        if self._tokens >= 1:
-            self._tokens -= 1
+        if self._tokens >= cost:
+            self._tokens -= cost
             return 0
-        return max(1, int((1 - self._tokens) / self._rate * 1000))
+        return max(1, int((cost - self._tokens) / self._rate * 1000))

@@ -20,6 +20,9 @@ def _escaped_size(text: str) -> int:
 
 
 MAX_ID = 64
+# every frame but a message's only one carries at least this many bytes when its
+# sender fills its packets (`split` needs 64 bytes of room for data in a packet)
+MIN_FRAME_BYTES = 64
 
 
 def frame_id(of: str, n: int) -> str:
@@ -123,9 +126,23 @@ class Reassembler:
             self.refuse(frame.of)
             raise
 
+    @property
+    def max_frames(self) -> int:
+        """The most frames a message may have: every frame carries some data, and a
+        splitter that fills its packets puts at least MIN_FRAME_BYTES in each (a few
+        more for the last, partial ones)."""
+        return self._max_bytes // MIN_FRAME_BYTES + 4
+
     def _feed(self, frame: ChunkFrame) -> str | None:
         if frame.n > frame.total:
             raise InvalidMessage("chunk n exceeds total")
+        if frame.total > self.max_frames:
+            raise PayloadTooLarge(
+                f"a chunked message has at most {self.max_frames} frames "
+                f"(at most {self._max_bytes} bytes)"
+            )
+        if not frame.data:
+            raise InvalidMessage("a chunk frame must carry data")
         asm = self._pending.get(frame.of)
         if asm is None:
             if len(self._pending) >= self._max_pending:

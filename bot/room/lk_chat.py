@@ -27,8 +27,13 @@ import hashlib
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
+
+from ..config import Settings
+from ..core.ratelimit import TokenBucket
+from ..protocol.errors import BotError, Busy, RateLimited
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +75,95 @@ def legacy_message(data: bytes) -> tuple[str, str] | None:
     if not isinstance(msg_id, str) or not msg_id or not isinstance(text, str):
         return None
     return msg_id, text
+
+
+@dataclass(frozen=True)
+class StreamLimits:
+    """What one sender's `lk.chat` text streams may take (docs/security.md).
+
+    `max_bytes`: decompressed UTF-8 bytes of one message (past it the stream is
+    dropped and the sender answered payload_too_large; the SDK's own cap in the room
+    options, `stream_payload_cap`, stops a stream that travels compressed before it
+    reaches Python). `max_open`: streams of one sender read at once. `deadline_s`:
+    a stream must end within it. Each stream is charged to the sender's rate limit
+    when it opens (`burst`, `per_second`), not when it completes."""
+
+    max_bytes: int = 8000 * 4
+    max_open: int = 2
+    deadline_s: float = 30.0
+    burst: int = 20
+    per_second: float = 5.0
+
+
+def stream_limits(settings: Settings) -> StreamLimits:
+    """A message's text is at most max_text_chars characters: 4 bytes each at most."""
+    return StreamLimits(
+        max_bytes=settings.max_text_chars * 4,
+        burst=settings.rate_burst,
+        per_second=settings.rate_per_second,
+    )
+
+
+def stream_payload_cap(limits: StreamLimits) -> int:
+    """The SDK's cap on one incoming data stream (the bot's room options): a little
+    above ours, so that Python answers first when it can."""
+    return limits.max_bytes + 4096
+
+
+class StreamTooLarge(Exception):
+    pass
+
+
+class StreamGate:
+    """Admits a sender's stream when it opens: its rate and how many it has open."""
+
+    def __init__(self, limits: StreamLimits) -> None:
+        self.limits = limits
+        self._open: dict[str, int] = {}
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def admit(self, identity: str, stream_id: str) -> BotError | None:
+        """None, or the error to answer instead of reading the stream."""
+        rid = request_id(stream_id)
+        bucket = self._buckets.pop(identity, None) or TokenBucket(
+            burst=self.limits.burst, per_second=self.limits.per_second
+        )
+        self._buckets[identity] = bucket
+        while len(self._buckets) > 4096:
+            self._buckets.popitem(last=False)
+        wait_ms = bucket.take()
+        if wait_ms:
+            return RateLimited("too many messages; slow down", reply_to=rid, retry_after_ms=wait_ms)
+        if self._open.get(identity, 0) >= self.limits.max_open:
+            return Busy(
+                f"at most {self.limits.max_open} messages of yours may be streaming at once",
+                reply_to=rid,
+                retry_after_ms=1000,
+            )
+        self._open[identity] = self._open.get(identity, 0) + 1
+        return None
+
+    def done(self, identity: str) -> None:
+        left = self._open.get(identity, 0) - 1
+        if left > 0:
+            self._open[identity] = left
+        else:
+            self._open.pop(identity, None)
+
+    def open_streams(self, identity: str) -> int:
+        return self._open.get(identity, 0)
+
+
+async def read_capped(chunks: AsyncIterator[str], max_bytes: int) -> str:
+    """The whole text, or StreamTooLarge as soon as it passes `max_bytes` (UTF-8)."""
+    parts: list[str] = []
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk.encode(errors="surrogatepass"))
+        if size > max_bytes:
+            raise StreamTooLarge(f"the message is over {max_bytes} bytes")
+        parts.append(chunk)
+    return "".join(parts)
 
 
 class TextWriter(Protocol):
@@ -130,6 +224,21 @@ class TranscriptionMirror:
             self._writing.discard(key)
         else:
             return
+        self._show_state()
+
+    async def left(self, identity: str) -> None:
+        """`identity` left: its turns end without a `turn.end` reaching here (nothing is
+        published to someone gone), so what is kept for them goes now, and the room's
+        state no longer counts their turns."""
+        self._running = {k for k in self._running if k[0] != identity}
+        self._writing = {k for k in self._writing if k[0] != identity}
+        for key in [k for k in self._writers if k[0] == identity]:
+            writer = self._writers.pop(key)
+            with contextlib.suppress(Exception):
+                await writer.aclose()
+        self._show_state()
+
+    def _show_state(self) -> None:
         state = "speaking" if self._writing else "thinking" if self._running else "listening"
         if state != self.state:
             self.state = state

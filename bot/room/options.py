@@ -39,8 +39,15 @@ WARM_UP_TOPIC = "lkbot.warm-up"
 ATTRIBUTES_ANSWER_S = 0.5
 
 
-def data_only() -> rtc.RoomOptions:
-    return rtc.RoomOptions(auto_subscribe=False, single_peer_connection=False)
+def data_only(*, max_stream_bytes: int | None = None) -> rtc.RoomOptions:
+    """`max_stream_bytes`: the SDK's cap on one incoming data stream, decompressed (a
+    stream sent compressed can be a few kB on the wire and many MB in memory); an SDK
+    without the setting keeps its own default."""
+    options = rtc.RoomOptions(auto_subscribe=False, single_peer_connection=False)
+    stream_options = getattr(rtc, "DataStreamOptions", None)
+    if max_stream_bytes is not None and stream_options is not None:
+        options.data_stream = stream_options(max_payload_byte_length=max_stream_bytes)
+    return options
 
 
 async def set_attributes(participant: rtc.LocalParticipant, attributes: dict[str, str]) -> bool:

@@ -7,6 +7,7 @@ import logging
 
 from livekit import rtc
 
+from ..protocol.errors import BotError, InvalidMessage, PayloadTooLarge
 from ..tasks import supervise
 from ..transport import Packet, PacketSink, Peer
 from . import lk_chat, options
@@ -42,6 +43,7 @@ class RoomTransport:
         *,
         rejoin_grace: float = REJOIN_GRACE_S,
         lk_chat_topic: str | None = None,
+        stream_limits: lk_chat.StreamLimits | None = None,
     ) -> None:
         """`lk_chat_topic`: serve LiveKit's own chat UIs (`lk_chat.py`), feeding their
         messages to the dispatcher as if sent on this topic of ours; None: ignore them."""
@@ -53,6 +55,7 @@ class RoomTransport:
         self._greet_again: asyncio.TimerHandle | None = None
         self._greet = False  # the state task passes through `initializing` first
         self.mirror = TranscriptionMirror(self._open_transcription, self._want_state)
+        self.streams = lk_chat.StreamGate(stream_limits or lk_chat.StreamLimits())
 
     def attach(self, sink: PacketSink) -> None:
         """Register the room callbacks; call before `connect` so no packet is missed."""
@@ -70,10 +73,43 @@ class RoomTransport:
                 return
             sink.on_packet(Packet(sender=sender, topic=packet.topic or "", data=packet.data))
 
+        gate = self.streams
+
         def on_chat_stream(reader: rtc.TextStreamReader, identity: str) -> None:
+            stream_id = reader.info.stream_id
+            rid = lk_chat.request_id(stream_id)
+
+            def refuse(error: BotError) -> None:
+                error.reply_to = rid
+                data = lk_chat.chat_message("", stream_id)  # names the id; never decoded
+                sink.on_packet(Packet(identity, chat_topic or "", data, refused=error))
+
+            refusal = gate.admit(identity, stream_id)
+            if refusal is not None:
+                reader.close()  # its FFI subscription goes now, not when the stream ends
+                refuse(refusal)
+                return
+
             async def read() -> None:
-                text = await reader.read_all()
-                data = lk_chat.chat_message(text, reader.info.stream_id)
+                limits = gate.limits
+                try:
+                    async with asyncio.timeout(limits.deadline_s):
+                        text = await lk_chat.read_capped(reader, limits.max_bytes)
+                except lk_chat.StreamTooLarge as e:
+                    refuse(PayloadTooLarge(f"{e}; send a shorter one"))
+                    return
+                except TimeoutError:
+                    refuse(
+                        InvalidMessage(f"the message did not end within {limits.deadline_s:g} s")
+                    )
+                    return
+                except rtc.StreamError as e:  # aborted by its sender, or by the SDK's cap
+                    refuse(PayloadTooLarge(f"the message's stream was cut off ({e})"))
+                    return
+                finally:
+                    reader.close()
+                    gate.done(identity)
+                data = lk_chat.chat_message(text, stream_id)
                 sink.on_packet(Packet(sender=identity, topic=chat_topic or "", data=data))
 
             supervise(read(), name="lk.chat stream")
@@ -87,6 +123,7 @@ class RoomTransport:
             # a departure (the conversation and its running turn must live on).
             if self._away or self._room.connection_state != rtc.ConnectionState.CONN_CONNECTED:
                 return
+            self._left(participant.identity)
             sink.on_participant_left(participant.identity)
 
         def on_reconnecting() -> None:
@@ -101,6 +138,7 @@ class RoomTransport:
                 return  # away again: the next reconnect reconciles
             for identity in sink.senders():
                 if identity not in self._room.remote_participants:
+                    self._left(identity)
                     sink.on_participant_left(identity)
 
         self._room.on("data_received", on_data)
@@ -108,11 +146,17 @@ class RoomTransport:
         self._room.on("reconnecting", on_reconnecting)
         self._room.on("reconnected", on_reconnected)
 
+    def _left(self, identity: str) -> None:
+        if self._lk_chat_topic is not None:
+            supervise(self.mirror.left(identity), name="lk.chat relay: left")
+
     async def send(self, identity: str, topic: str, payload: str) -> None:
         await self._room.local_participant.publish_data(
             payload, reliable=True, destination_identities=[identity], topic=topic
         )
-        if self._lk_chat_topic is not None:
+        # someone gone gets no relay (a packet that went out as they left would put
+        # their turn back into the room's state after `_left` cleared it)
+        if self._lk_chat_topic is not None and identity in self._room.remote_participants:
             await self.mirror.sent(identity, payload)
 
     async def _open_transcription(

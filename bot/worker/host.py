@@ -130,7 +130,8 @@ class BotInRoom:
         settings = self._settings
         room = rtc.Room()
         chat_topic = settings.topics[0] if settings.lk_chat else None
-        transport = RoomTransport(room, lk_chat_topic=chat_topic)
+        limits = lk_chat.stream_limits(settings)
+        transport = RoomTransport(room, lk_chat_topic=chat_topic, stream_limits=limits)
         model = build_llm(settings)
         tools = load_tools(settings, transport.peers) if settings.llm_tools else []
         dispatcher = Dispatcher(
@@ -157,7 +158,9 @@ class BotInRoom:
         try:
             async with self._joining:
                 slot = time.monotonic()
-                await room.connect(url, token, data_only())
+                await room.connect(
+                    url, token, data_only(max_stream_bytes=lk_chat.stream_payload_cap(limits))
+                )
             sdk.bind(room)  # the other rooms' events no longer wake this one
             connected = time.monotonic()
             # Participants that publish no media are announced in 3 s batches; an

@@ -10,6 +10,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from livekit import rtc
@@ -163,3 +164,68 @@ async def test_the_agent_state_follows_the_turn_and_errors_read_as_text(
     await dave.send(script(status=500))  # the LLM fails: the user reads why
     await dave.until(lambda: len(dave.finished()) == 2)
     assert "[error:" in dave.finished()[1].text
+
+
+def _tree_rss(pid: int) -> int:
+    """Resident bytes of a process and all its descendants (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        todo += children.get(p, [])
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            pass
+    return total
+
+
+async def test_an_oversized_stream_is_refused_without_being_held(
+    lk: DevServer, worker: Proc, users: list[StockUser]
+) -> None:
+    """32 MiB of one letter travels compressed as a few kB; read whole, it took the
+    worker 137-233 MiB. The SDK's cap (room options) and ours refuse it early."""
+    erin = await _user(lk, f"big-{uuid.uuid4().hex[:8]}", "erin", users)
+    await erin.until(lambda: erin.agent_state() == "listening")
+    before = _tree_rss(worker.process.pid)
+    await erin.room.local_participant.send_text("a" * (32 << 20), topic="lk.chat")
+    await erin.until(lambda: len(erin.finished()) == 1)
+    grown = _tree_rss(worker.process.pid) - before
+    assert grown < 64 << 20, f"the worker grew by {grown >> 20} MiB"
+    refusal = erin.finished()[0].text
+    assert refusal.startswith("[error:") and ("over" in refusal or "cut off" in refusal), refusal
+    await erin.send("still there?")  # and the sender is served as before
+    await erin.until(lambda: len(erin.finished()) == 2)
+    assert erin.finished()[1].text == "You said: still there?"
+
+
+async def test_streams_left_open_are_capped_per_sender(
+    lk: DevServer, worker: Proc, users: list[StockUser]
+) -> None:
+    """A sender that opens streams and never ends them: two are read at once, the rest
+    are refused when they open (charged to the rate limit then), and others are served."""
+    room = f"open-{uuid.uuid4().hex[:8]}"
+    fay = await _user(lk, room, "fay", users)
+    gus = await _user(lk, room, "gus", users)
+    await fay.until(lambda: fay.agent_state() == "listening")
+    writers = [await fay.room.local_participant.stream_text(topic="lk.chat") for _ in range(12)]
+    for w in writers:
+        await w.write("partial ")
+    # each stream past the second is answered at its opening: busy, or rate limited
+    await fay.until(lambda: len(fay.finished()) >= 10)
+    assert all(s.text.startswith("[error:") for s in fay.finished())
+    assert any("at once" in s.text for s in fay.finished())
+    await gus.send("my turn")
+    await gus.until(lambda: len(gus.finished()) == 1)
+    assert gus.finished()[0].text == "You said: my turn"
+    for w in writers:
+        await w.aclose()  # the two being read complete now and are answered
+    await fay.until(lambda: sum("You said: partial" in s.text for s in fay.finished()) == 2)
