@@ -5,9 +5,15 @@ and leaves any other stock. Each case runs in a fresh interpreter."""
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+
+import pytest
+
+from bot.sdk import os_probe
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,3 +63,40 @@ def test_enable_patches_a_supported_sdk() -> None:
 
 def test_an_unknown_sdk_version_runs_stock() -> None:
     assert _probe("sdk.enable('9.0.0')") == "(False, False) False (False, False) False"
+
+
+@pytest.mark.parametrize("plant", ["file", "symlink", "open dir", "extra file"])
+def test_nothing_planted_in_the_shared_temp_dir_is_used_or_stops_us(
+    plant: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another user of the host gets there first: a plain file, a link to a directory
+    of theirs, a directory others may write, or one holding something else. The probe
+    is then not skipped (PATH unchanged), and nothing raises."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    here = os_probe.shadow_dir()
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    if plant == "file":
+        here.write_text("x")
+    elif plant == "symlink":
+        here.symlink_to(theirs)
+    elif plant == "open dir":
+        here.mkdir()
+        here.chmod(0o777)
+    else:
+        here.mkdir(mode=0o700)
+        (here / "getopt").write_text("#!/bin/sh\n")
+    assert os_probe.skip() is False
+    assert os.environ["PATH"] == "/usr/bin:/bin"
+    assert list(theirs.iterdir()) == []
+
+
+def test_the_probe_dir_is_ours_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert os_probe.skip() is True
+    here = os_probe.shadow_dir()
+    assert stat.S_IMODE(here.lstat().st_mode) == 0o700
+    assert os.environ["PATH"].split(os.pathsep)[0] == str(here)
+    assert os_probe.skip() is True  # again: idempotent

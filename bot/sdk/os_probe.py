@@ -32,6 +32,18 @@ def shadow_dir() -> Path:
     return Path(tempfile.gettempdir()) / f"lkbot-os-probe-{os.getuid()}"
 
 
+def _ours_alone(here: Path) -> bool:
+    """A real directory (not a link to one), owned by us, 0700, holding nothing but
+    our stand-in: the temp dir is shared, and whatever this directory holds runs as us
+    once it is first on PATH."""
+    st = here.lstat()
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        return False
+    return all(
+        name == "lsb_release" or name.startswith(".lsb_release.") for name in os.listdir(here)
+    )
+
+
 def skip() -> bool:
     """Make `lsb_release` answer nothing in this process (idempotent: a stand-in already
     in place and first on `PATH` is left as it is); returns whether it does. Call before
@@ -40,10 +52,14 @@ def skip() -> bool:
     if false is None:  # nothing to stand in with: leave PATH alone
         return False
     here = shadow_dir()
-    here.mkdir(mode=0o700, exist_ok=True)
-    st = here.lstat()
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
-        return False  # not a directory of ours alone: what it holds would run as us
+    try:
+        here.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    except OSError:
+        return False  # no temp dir to write: leave PATH alone
+    if not _ours_alone(here):
+        return False  # anything planted there would run as us: leave PATH alone
     link = here / "lsb_release"
     if not (link.is_symlink() and os.readlink(link) == false):
         tmp = here / f".lsb_release.{os.getpid()}"

@@ -13,6 +13,9 @@ from livekit.agents import FunctionTool, ToolError, function_tool
 
 from ...transport import Peer
 from .calculator import CalcError, evaluate
+from .untrusted import untrusted_json, untrusted_text
+
+MAX_LISTED = 50  # participants the tool lists (a room of thousands is not one answer)
 
 
 @function_tool
@@ -56,9 +59,12 @@ def make_participants_tool(peers: Callable[[], list[Peer]]) -> FunctionTool[...,
     @function_tool
     async def participants() -> str:
         """List the people and agents currently in this room."""
-        return json.dumps(
-            [{"identity": p.identity, "name": p.name, "kind": p.kind} for p in peers()]
-        )
+        # names and identities are chosen by those people: data for this user's model
+        listing = [
+            {"identity": untrusted_text(p.identity), "name": untrusted_text(p.name), "kind": p.kind}
+            for p in peers()[:MAX_LISTED]
+        ]
+        return untrusted_json({"participants": listing, "more": len(peers()) > MAX_LISTED})
 
     return participants
 
