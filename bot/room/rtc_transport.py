@@ -56,6 +56,7 @@ class RoomTransport:
         self._greet = False  # the state task passes through `initializing` first
         self.mirror = TranscriptionMirror(self._open_transcription, self._want_state)
         self.streams = lk_chat.StreamGate(stream_limits or lk_chat.StreamLimits())
+        self._gone: set[str] = set()  # left (the relay ignores them until they are back)
 
     def attach(self, sink: PacketSink) -> None:
         """Register the room callbacks; call before `connect` so no packet is missed."""
@@ -116,7 +117,7 @@ class RoomTransport:
 
         if chat_topic is not None:
             self._room.register_text_stream_handler(lk_chat.CHAT_TOPIC, on_chat_stream)
-            self._room.on("participant_connected", lambda _p: self.greet())
+            self._room.on("participant_connected", self._joined)
 
         def on_left(participant: rtc.RemoteParticipant) -> None:
             # While the bot reconnects, the SDK reports everyone as gone: that is not
@@ -148,6 +149,7 @@ class RoomTransport:
 
     def _left(self, identity: str) -> None:
         if self._lk_chat_topic is not None:
+            self._gone.add(identity)
             supervise(self.mirror.left(identity), name="lk.chat relay: left")
 
     async def send(self, identity: str, topic: str, payload: str) -> None:
@@ -155,8 +157,9 @@ class RoomTransport:
             payload, reliable=True, destination_identities=[identity], topic=topic
         )
         # someone gone gets no relay (a packet that went out as they left would put
-        # their turn back into the room's state after `_left` cleared it)
-        if self._lk_chat_topic is not None and identity in self._room.remote_participants:
+        # their turn back into the room's state after `_left` cleared it); someone not
+        # announced yet does (non-publishers are announced in 3 s batches)
+        if self._lk_chat_topic is not None and identity not in self._gone:
             await self.mirror.sent(identity, payload)
 
     async def _open_transcription(
@@ -167,6 +170,10 @@ class RoomTransport:
             topic=lk_chat.TRANSCRIPTION_TOPIC,
             attributes=attributes,
         )
+
+    def _joined(self, participant: rtc.RemoteParticipant) -> None:
+        self._gone.discard(participant.identity)
+        self.greet()
 
     def greet(self) -> None:
         """Re-announce `lk.agent.state` now and again GREET_AGAIN_S later (see above)."""
