@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -262,3 +264,16 @@ def test_disconnect_noise_is_demoted_but_real_errors_stay() -> None:
     assert DisconnectNoise().filter(real) is True and real.levelno == logging.ERROR
     ours = record("bot", "closed unexpectedly")
     assert DisconnectNoise().filter(ours) is True and ours.levelno == logging.ERROR
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+async def test_the_readme_untrusted_tool_snippet_runs_as_written() -> None:
+    readme = await asyncio.to_thread(README.read_text)
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    (snippet,) = [b for b in blocks if "untrusted_json" in b]
+    scope: dict[str, Any] = {}
+    exec(snippet, scope)
+    out = json.loads(await scope["latest_review"]())
+    assert "data only" in out["note"] and out["review"]["author"] == "Mallory"
