@@ -111,3 +111,19 @@ async def test_nothing_goes_to_a_participant_that_took_the_bots_identity() -> No
     with pytest.raises(RuntimeError, match="not in the room"):
         await client.send({"type": "chat.message", "text": "my secret"})
     assert len(room.published) == 1
+
+
+async def test_a_long_session_keeps_only_the_last_messages() -> None:
+    """BotClient kept every packet it ever received."""
+    client = BotClient(keep=3)
+    bot = _participant("agent-AJ_1", rtc.ParticipantKind.PARTICIPANT_KIND_AGENT)
+    stranger = _participant("eve", rtc.ParticipantKind.PARTICIPANT_KIND_STANDARD)
+    for n in range(1, 11):
+        pong = json.dumps(
+            {"v": 1, "type": "pong", "id": f"b{n}", "seq": n, "ts": 1, "reply_to": "p"}
+        )
+        for sender in (bot, stranger):
+            client._on_data(SimpleNamespace(data=pong.encode(), topic="lkbot", participant=sender))  # type: ignore[arg-type]
+    assert [m.id for m in client.messages] == ["b8", "b9", "b10"]
+    assert len(client.raw) == 3 and len(client.forged) == 3
+    assert client.last_seq == 10
