@@ -104,6 +104,13 @@ class Settings(BaseSettings):
     max_tool_steps: Annotated[int, Field(ge=0, le=32)] = 4
     tool_timeout: Annotated[float, Field(gt=0)] = 15.0
     tool_events: Annotated[dict[str, ToolEventLevel], NoDecode] = Field(default_factory=dict)
+    # Tools a client runs itself (protocol v1.1, declared in session.hello): how long
+    # the bot waits for a tool.result, how many a client may declare, how large one
+    # declared tool (its JSON) and one result may be.
+    client_tool_timeout: Annotated[float, Field(gt=0)] = 30.0
+    max_client_tools: Annotated[int, Field(ge=0, le=128)] = 16
+    max_tool_schema_bytes: Annotated[int, Field(ge=256)] = 8192
+    max_tool_result_bytes: Annotated[int, Field(ge=256)] = 32768
 
     # LiveKit's own chat UIs (lk.chat in, lk.transcription out, lk.agent.state).
     lk_chat: bool = True

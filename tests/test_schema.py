@@ -38,6 +38,7 @@ def test_both_directions_are_discriminated_on_type() -> None:
         "turn.status",
         "turn.tool_call",
         "turn.tool_result",
+        "tool.call",
     } == set(server["mapping"])
 
 

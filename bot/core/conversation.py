@@ -17,6 +17,7 @@ from ..state.journal import Journal
 from ..state.outbox import Outbox
 from ..store import ConversationKey, Lease, MemoryStore, Store
 from ..transport import Packet, Transport
+from ..turns.client_tools import ClientTools
 from ..turns.engine import TurnEngine
 from ..turns.queue import TurnQueue
 from .idempotency import IdempotencyWindow
@@ -60,7 +61,14 @@ class Conversation:
         self.ids = IdempotencyWindow(settings.dedupe_window, self.journal)
         self.bucket = TokenBucket(burst=settings.rate_burst, per_second=settings.rate_per_second)
         self.chunks = Reassembler(max_bytes=settings.max_message_bytes)
-        self.turns = TurnQueue(engine, self.outbox, self.history, self.journal)
+        self.client_tools = ClientTools(
+            max_tools=settings.max_client_tools,
+            max_schema_bytes=settings.max_tool_schema_bytes,
+            max_result_bytes=settings.max_tool_result_bytes,
+        )
+        self.turns = TurnQueue(
+            engine, self.outbox, self.history, self.journal, client_tools=self.client_tools
+        )
         self.inbox: asyncio.Queue[Packet] = asyncio.Queue()
         self.reader: asyncio.Task[None] | None = None
         self.restored = False

@@ -6,8 +6,17 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..core.context import Context
-from ..protocol.inbound import ChatCancel, ChatMessage, HistoryGet, HistoryReset, Ping, SessionHello
-from . import chat, history, ping, session
+from ..protocol.inbound import (
+    ChatCancel,
+    ChatMessage,
+    HistoryGet,
+    HistoryReset,
+    Ping,
+    SessionHello,
+    ToolApprove,
+    ToolResult,
+)
+from . import chat, history, ping, session, tools
 
 Handler = Callable[[Any, Context], Awaitable[None]]
 
@@ -18,4 +27,6 @@ HANDLERS: dict[type, Handler] = {
     HistoryGet: history.handle_get,
     HistoryReset: history.handle_reset,
     Ping: ping.handle_ping,
+    ToolResult: tools.handle_result,
+    ToolApprove: tools.handle_approve,
 }

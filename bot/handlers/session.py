@@ -15,6 +15,7 @@ FEATURES = [
     "on_busy",
     "idempotency",
     "resume",
+    "client_tools",
 ]
 
 
@@ -40,7 +41,10 @@ async def handle_hello(msg: SessionHello, ctx: Context) -> None:
             "history.get returns the conversation so far"
         )
     s = ctx.settings
-    tools = ctx.services.engine.tool_infos()
+    client = ctx.conversation.client_tools
+    if msg.tools is not None:
+        client.declare(msg.tools, taken=ctx.services.engine.tool_names)
+    tools = ctx.services.engine.tool_infos() + client.infos()
     ctx.reply(
         SessionReady(
             protocol=PROTOCOL_LABEL,
@@ -53,6 +57,10 @@ async def handle_hello(msg: SessionHello, ctx: Context) -> None:
                 rate_burst=s.rate_burst,
                 rate_per_second=s.rate_per_second,
                 history_max_items=s.history_max_items,
+                tool_result_timeout_ms=round(s.client_tool_timeout * 1000),
+                max_client_tools=s.max_client_tools,
+                max_tool_schema_bytes=s.max_tool_schema_bytes,
+                max_tool_result_bytes=s.max_tool_result_bytes,
             ),
             tools=tools,
         )

@@ -55,11 +55,22 @@ class Limits(_Outbound):
     rate_burst: int
     rate_per_second: float
     history_max_items: int
+    # v1.1, client tools: how long the bot waits for a `tool.result`, how many tools a
+    # hello may declare, how large a declared tool (as JSON) and a result may be
+    tool_result_timeout_ms: int | None = None
+    max_client_tools: int | None = None
+    max_tool_schema_bytes: int | None = None
+    max_tool_result_bytes: int | None = None
+
+
+ToolSource = Literal["server", "mcp", "client"]
 
 
 class ToolInfo(_Outbound):
     name: str
     description: str
+    source: ToolSource = "server"
+    approval: bool = False
 
 
 class SessionReady(BotEnvelope):
@@ -126,7 +137,16 @@ class TurnToolCall(TurnEnvelope):
     arguments: JsonValue | None = None
 
 
-ToolStatus = Literal["ok", "error", "timeout", "cancelled"]
+ToolStatus = Literal["ok", "error", "timeout", "cancelled", "denied", "expired"]
+
+
+class ToolCall(TurnEnvelope):
+    """v1.1: the model called one of this client's tools: run it, answer `tool.result`."""
+
+    type: Literal["tool.call"] = "tool.call"
+    call_id: str
+    name: str
+    arguments: JsonValue = None
 
 
 class TurnToolResult(TurnEnvelope):
@@ -194,6 +214,7 @@ BotMessage = Annotated[
     | TurnDelta
     | TurnToolCall
     | TurnToolResult
+    | ToolCall
     | TurnReply
     | TurnEnd
     | HistoryPage

@@ -8,6 +8,7 @@ from pydantic import JsonValue
 
 from ..protocol.outbound import (
     ErrorInfo,
+    ToolCall,
     ToolStatus,
     TurnDelta,
     TurnEnd,
@@ -22,7 +23,16 @@ from ..protocol.outbound import (
 from ..state.outbox import Outbox
 from .turn import Turn
 
-TurnEvent = TurnStart | TurnStatus | TurnDelta | TurnToolCall | TurnToolResult | TurnReply | TurnEnd
+TurnEvent = (
+    TurnStart
+    | TurnStatus
+    | TurnDelta
+    | TurnToolCall
+    | TurnToolResult
+    | ToolCall
+    | TurnReply
+    | TurnEnd
+)
 
 
 class TurnEmitter:
@@ -50,6 +60,10 @@ class TurnEmitter:
 
     def tool_call(self, call_id: str, name: str, arguments: JsonValue | None) -> None:
         self._put(TurnToolCall, call_id=call_id, name=name, arguments=arguments)
+
+    def client_call(self, call_id: str, name: str, arguments: JsonValue) -> None:
+        """`tool.call`: the client runs this one (v1.1)."""
+        self._put(ToolCall, call_id=call_id, name=name, arguments=arguments)
 
     def tool_result(self, call_id: str, status: ToolStatus, output: str | None) -> None:
         self._put(TurnToolResult, call_id=call_id, status=status, output=output)

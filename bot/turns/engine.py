@@ -19,6 +19,7 @@ from ..config import Settings
 from ..protocol.errors import BotError, InternalError, LlmTimeout, LlmUnavailable
 from ..protocol.outbound import ToolInfo, ToolStatus, Usage
 from ..state.history import History
+from .client_tools import ClientTools
 from .coalescer import DeltaCoalescer
 from .emitter import TurnEmitter
 from .turn import _CURRENT, Turn
@@ -132,7 +133,17 @@ class TurnEngine:
             ctx.add_message(role=entry.role, content=entry.text)
         return ctx
 
-    async def run(self, turn: Turn, emit: TurnEmitter, history: History) -> None:
+    @property
+    def tool_names(self) -> set[str]:
+        return set(self._tool_ctx.function_tools)
+
+    async def run(
+        self,
+        turn: Turn,
+        emit: TurnEmitter,
+        history: History,
+        client: ClientTools | None = None,
+    ) -> None:
         """Run a started turn to its `turn.end`; never raises, also when cancelled.
 
         The whole turn is bounded by BOT_TURN_TIMEOUT (an endless stream, a model that
@@ -147,7 +158,7 @@ class TurnEngine:
         deadline = asyncio.timeout(self._settings.turn_timeout)
         try:
             async with deadline:
-                await self._steps(emit, history, coalescer, state)
+                await self._steps(emit, history, coalescer, state, client)
             coalescer.flush()
             reply = "".join(state.text_parts)
             emit.reply(reply)
@@ -181,13 +192,15 @@ class TurnEngine:
         history: History,
         coalescer: DeltaCoalescer,
         state: _TurnState,
+        client: ClientTools | None,
     ) -> None:
         """LLM calls and tool calls, until the model answers without calling a tool."""
         emit.status("thinking")
         chat_ctx = self._chat_context(history)
         text_parts = state.text_parts
+        offered = self._described + (client.described if client is not None else [])
         for step in range(self._settings.max_tool_steps + 1):
-            tools = self._described if step < self._settings.max_tool_steps else []
+            tools = offered if step < self._settings.max_tool_steps else []
             first_part = len(text_parts)
             calls, state.usage = await self._llm_step(
                 chat_ctx, tools, emit, coalescer, text_parts, state.usage
@@ -200,7 +213,10 @@ class TurnEngine:
                 chat_ctx.add_message(role="assistant", content=step_text)
             emit.status("tool")
             for call in calls:
-                await self._run_tool(call, emit, chat_ctx)
+                if client is not None and call.name in client.tools:
+                    await self._run_client_tool(call, emit, chat_ctx, client)
+                else:
+                    await self._run_tool(call, emit, chat_ctx)
             emit.status("thinking")
 
     async def _llm_step(
@@ -269,5 +285,45 @@ class TurnEngine:
             raise
         if level != "hidden":
             emit.tool_result(call.call_id, status, output.output if level == "full" else None)
+        chat_ctx.items.append(fnc_call)
+        chat_ctx.items.append(output)
+
+    async def _run_client_tool(
+        self,
+        call: llm.FunctionToolCall,
+        emit: TurnEmitter,
+        chat_ctx: llm.ChatContext,
+        client: ClientTools,
+    ) -> None:
+        """`tool.call` to the client, then its `tool.result` (at most
+        BOT_CLIENT_TOOL_TIMEOUT). Whatever happens, one `turn.tool_result` settles the
+        call (invariant 8): a client tool's events are never hidden."""
+        level = self._settings.tool_event_level(call.name)
+        args = _parse_arguments(call.arguments)
+        emit.tool_call(call.call_id, call.name, args if level == "full" else None)
+        future = client.begin(call.call_id)
+        emit.client_call(call.call_id, call.name, args)
+        status: ToolStatus
+        try:
+            async with asyncio.timeout(self._settings.client_tool_timeout):
+                outcome = await future
+            if outcome.error is not None:
+                status, text = "error", outcome.error
+            else:
+                status = "ok"
+                text = json.dumps(outcome.output, ensure_ascii=False)
+        except TimeoutError:
+            status = "timeout"
+            text = f"the client did not answer within {self._settings.client_tool_timeout:g}s"
+        except asyncio.CancelledError:
+            emit.tool_result(call.call_id, "cancelled", None)
+            raise
+        finally:
+            client.end(call.call_id)
+        emit.tool_result(call.call_id, status, text if level == "full" else None)
+        fnc_call = llm.FunctionCall(call_id=call.call_id, name=call.name, arguments=call.arguments)
+        output = llm.FunctionCallOutput(
+            name=call.name, call_id=call.call_id, output=text, is_error=status != "ok"
+        )
         chat_ctx.items.append(fnc_call)
         chat_ctx.items.append(output)

@@ -16,6 +16,7 @@ from ..state.history import History
 from ..state.journal import Journal
 from ..state.outbox import Outbox
 from ..tasks import supervise
+from .client_tools import ClientTools
 from .emitter import TurnEmitter
 from .engine import TurnEngine
 from .turn import Turn
@@ -25,9 +26,16 @@ log = logging.getLogger(__name__)
 
 class TurnQueue:
     def __init__(
-        self, engine: TurnEngine, outbox: Outbox, history: History, journal: Journal | None = None
+        self,
+        engine: TurnEngine,
+        outbox: Outbox,
+        history: History,
+        journal: Journal | None = None,
+        *,
+        client_tools: ClientTools | None = None,
     ) -> None:
         self._engine = engine
+        self._client_tools = client_tools
         self._journal = journal
         self._outbox = outbox
         self._history = history
@@ -100,7 +108,8 @@ class TurnQueue:
             self._journal.lease_begin(turn.id, turn.request_id, turn.topic)
         self._history.add("user", turn.text, turn.id, turn.metadata)
         turn.task = asyncio.create_task(
-            self._engine.run(turn, emit, self._history), name=f"turn-{turn.id}"
+            self._engine.run(turn, emit, self._history, self._client_tools),
+            name=f"turn-{turn.id}",
         )
         # wait() does not raise the turn's own cancellation into this loop
         await asyncio.wait({turn.task})
