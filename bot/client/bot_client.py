@@ -8,11 +8,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import inspect
 import itertools
 import json
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,15 @@ from .. import sdk
 from ..protocol.attributes import CLIENT_ATTRIBUTE, is_bot
 from ..protocol.chunking import Reassembler, receive, split
 from ..protocol.codec import parse_bot_message
-from ..protocol.outbound import Ack, BotMessage, Error, SessionReady, TurnEnd, TurnReply
+from ..protocol.outbound import (
+    Ack,
+    BotMessage,
+    Error,
+    SessionReady,
+    ToolCall,
+    TurnEnd,
+    TurnReply,
+)
 from ..room import options
 from ..room.options import data_only, open_sending
 from ..tasks import supervise
@@ -31,6 +40,8 @@ log = logging.getLogger(__name__)
 DIRECT = {"ack", "session.ready", "history.page", "pong", "error"}
 CLIENT_MAX_MESSAGE_BYTES = 64 * 2**20  # what we accept from the bot; it is trusted
 Pred = Callable[[list[BotMessage]], bool]
+# a client tool: its arguments -> its output (JSON), or an awaitable of it
+ToolHandler = Callable[[Any], Any]
 
 
 @dataclass
@@ -82,6 +93,13 @@ class BotClient:
         self._ahead: set[int] = set()  # seqs received past a gap
         self._seen_order: collections.deque[str] = collections.deque()
         self.bot_identity: str | None = None  # the bot we talk to, once found
+        # tools this client runs itself (protocol v1.1): name -> (declaration, handler)
+        self.tools: dict[str, tuple[dict[str, Any], ToolHandler]] = {}
+        # call id -> the result sent (None while the handler runs)
+        self._results: collections.OrderedDict[str, dict[str, Any] | None] = (
+            collections.OrderedDict()
+        )
+        self._running_tools: set[asyncio.Task[None]] = set()
         self._resuming: set[asyncio.Task[SessionReady]] = set()
         self._opening: asyncio.Task[None] | None = None  # options.open_sending, at join
         self.room.on("data_received", self._on_data)
@@ -149,6 +167,8 @@ class BotClient:
         sent: list[str] = []
         for _ in range(attempts):
             body: dict[str, Any] = {"type": "session.hello", "client": {"name": "lkbot-client"}}
+            if self.tools:
+                body["tools"] = [spec for spec, _ in self.tools.values()]
             if resume:
                 body["resume"] = {"last_seq": self.last_seq}
             try:
@@ -291,6 +311,66 @@ class BotClient:
         if len(items) > self.keep:
             del items[: len(items) - self.keep]
 
+    def tool(
+        self,
+        name: str,
+        handler: ToolHandler,
+        *,
+        description: str = "",
+        parameters: dict[str, Any] | None = None,
+    ) -> None:
+        """Offer a tool this client runs (declared with the next `hello`): when the
+        model calls it, `handler(arguments)` runs here and what it returns (JSON) is the
+        result; what it raises is the error the model is told. Register before
+        `connect`, or `hello()` again after."""
+        spec = {
+            "name": name,
+            "description": description,
+            "parameters": parameters or {"type": "object"},
+        }
+        self.tools[name] = (spec, handler)
+
+    def _run_tool(self, call: ToolCall) -> None:
+        """A `tool.call`: run it (once per call id; a replayed call gets the result it
+        had again, in case the first never reached the bot)."""
+        if call.call_id in self._results:
+            done = self._results[call.call_id]
+            if done is not None:  # None: still running, its result goes when it ends
+                self._send_later(done)
+            return
+        self._results[call.call_id] = None
+        while len(self._results) > 256:
+            self._results.popitem(last=False)
+        entry = self.tools.get(call.name)
+
+        async def run() -> None:
+            body: dict[str, Any] = {"type": "tool.result", "call_id": call.call_id}
+            try:
+                if entry is None:
+                    raise LookupError(f"this client has no tool {call.name!r}")
+                result = entry[1](call.arguments)
+                body["output"] = await result if inspect.isawaitable(result) else result
+            except Exception as e:
+                body["error"] = {"message": str(e)[:1024] or type(e).__name__}
+            self._results[call.call_id] = body
+            await self._send_result(body)
+
+        self._keep_task(run())
+
+    async def _send_result(self, body: dict[str, Any]) -> None:
+        try:
+            await self.send(body)
+        except Exception as e:  # a resume replays the call, and the result goes again
+            log.warning("tool.result not sent (%s); it goes again when the call is replayed", e)
+
+    def _send_later(self, body: dict[str, Any]) -> None:
+        self._keep_task(self._send_result(body))
+
+    def _keep_task(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._running_tools.add(task)
+        task.add_done_callback(self._running_tools.discard)
+
     def _on_data(self, packet: rtc.DataPacket) -> None:
         self.raw.append(packet)
         self._kept(self.raw)
@@ -306,6 +386,8 @@ class BotClient:
         if whole is None:
             return  # a chunk frame; the message is not complete yet
         msg = parse_bot_message(whole)
+        if isinstance(msg, ToolCall):
+            self._run_tool(msg)  # a replay too: its result may not have reached the bot
         if msg.id:
             if msg.id in self._seen:
                 return  # a replayed message we already have
