@@ -107,6 +107,10 @@ class Settings(BaseSettings):
     # Tools a client runs itself (protocol v1.1, declared in session.hello): how long
     # the bot waits for a tool.result, how many a client may declare, how large one
     # declared tool (its JSON) and one result may be.
+    # Per-participant grants (bot/llm/tools/grants.py): tools offered only to those whose
+    # lkbot.grants attribute (a JWT signed with BOT_GRANTS_SECRET) grants them ("*": all)
+    granted_tools: Annotated[tuple[str, ...], NoDecode] = ()
+    grants_secret: SecretStr = SecretStr("")
     client_tool_timeout: Annotated[float, Field(gt=0)] = 30.0
     max_client_tools: Annotated[int, Field(ge=0, le=128)] = 16
     max_tool_schema_bytes: Annotated[int, Field(ge=256)] = 8192
@@ -169,12 +173,20 @@ class Settings(BaseSettings):
         "builtin_tools",
         "web_allowed_hosts",
         "reserved_identity_prefixes",
+        "granted_tools",
         mode="before",
     )
     @classmethod
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("grants_secret")
+    @classmethod
+    def _grants_secret_long_enough(cls, value: SecretStr) -> SecretStr:
+        if 0 < len(value.get_secret_value().encode()) < 32:
+            raise ValueError("must be at least 32 bytes (an HS256 key)")
         return value
 
     @field_validator("tool_events", mode="before")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from .protocol.errors import BotError
@@ -25,6 +26,7 @@ class Peer:
     identity: str
     name: str
     kind: str
+    attributes: Mapping[str, str] = field(default_factory=dict)
 
 
 class PacketSink(Protocol):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..config import Settings
+from ..llm.tools.grants import Grants
 from ..protocol.outbound import BotEnvelope
 from ..turns.engine import TurnEngine
 from .conversation import Conversation
@@ -17,7 +18,12 @@ class Services:
 
     settings: Settings
     engine: TurnEngine
+    grants: Grants
     handing_over: bool = False
+
+    def allowed_tools(self, identity: str) -> frozenset[str]:
+        """The bot's tools this participant may use (their signed grants)."""
+        return self.grants.allowed(identity, self.engine.tool_names)
 
 
 @dataclass(frozen=True)

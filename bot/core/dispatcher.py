@@ -8,6 +8,7 @@ import logging
 from .. import metrics
 from ..config import Settings
 from ..handlers import HANDLERS
+from ..llm.tools.grants import Grants
 from ..protocol.codec import decode
 from ..protocol.errors import BotError, Busy, InternalError, InvalidMessage, RateLimited
 from ..protocol.inbound import ChunkFrame, ClientMessage
@@ -40,7 +41,9 @@ class Dispatcher:
         self._store: Store = store or MemoryStore()
         self._room = room
         self._transport = transport
-        self._services = Services(settings=settings, engine=engine)
+        self._services = Services(
+            settings=settings, engine=engine, grants=Grants(settings, transport.peers)
+        )
         self._topics = frozenset(settings.topics)
         self._conversations: dict[str, Conversation] = {}
         self._closing: set[asyncio.Task[None]] = set()

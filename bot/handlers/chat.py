@@ -42,7 +42,13 @@ async def handle_message(msg: ChatMessage, ctx: Context) -> None:
             raise Busy(f"you already have {turns.queued} turns waiting; retry when one ends")
         else:
             status = "queued"
-    turn = Turn(request_id=msg.id, text=msg.text, topic=ctx.topic, metadata=msg.metadata)
+    turn = Turn(
+        request_id=msg.id,
+        text=msg.text,
+        topic=ctx.topic,
+        metadata=msg.metadata,
+        allowed=ctx.services.allowed_tools(conv.identity),
+    )
     conv.ids.remember(msg.id, print_, turn.id)
     ctx.reply(Ack(status=status, turn=turn.id))  # the ack precedes every event of the turn
     turns.submit(turn)

@@ -44,7 +44,8 @@ async def handle_hello(msg: SessionHello, ctx: Context) -> None:
     client = ctx.conversation.client_tools
     if msg.tools is not None:
         client.declare(msg.tools, taken=ctx.services.engine.tool_names)
-    tools = ctx.services.engine.tool_infos() + client.infos()
+    allowed = ctx.services.allowed_tools(ctx.conversation.identity)
+    tools = ctx.services.engine.tool_infos(allowed) + client.infos()
     ctx.reply(
         SessionReady(
             protocol=PROTOCOL_LABEL,

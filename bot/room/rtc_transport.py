@@ -222,6 +222,11 @@ class RoomTransport:
 
     def peers(self) -> list[Peer]:
         return [
-            Peer(identity=p.identity, name=p.name, kind=_KIND_NAMES.get(p.kind, "other"))
+            Peer(
+                identity=p.identity,
+                name=p.name,
+                kind=_KIND_NAMES.get(p.kind, "other"),
+                attributes=p.attributes,
+            )
             for p in self._room.remote_participants.values()
         ]

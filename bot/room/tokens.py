@@ -17,11 +17,14 @@ def mint_token(
     name: str = "",
     ttl: timedelta = timedelta(hours=6),
     can_update_metadata: bool = True,
+    attributes: dict[str, str] | None = None,
 ) -> str:
     """Join `room`, publish data, subscribe; no media publishing, no admin rights.
 
     When the bot runs with an agent name (explicit dispatch), the token also asks
-    LiveKit to dispatch it to the room when this client joins."""
+    LiveKit to dispatch it to the room when this client joins. `attributes`: the
+    participant's initial attributes (e.g. `lkbot.grants`, the tool grants your
+    backend signed for this identity: docs/tools.md)."""
     grants = api.VideoGrants(
         room_join=True,
         room=room,
@@ -39,6 +42,8 @@ def mint_token(
         .with_grants(grants)
         .with_ttl(ttl)
     )
+    if attributes:
+        token = token.with_attributes(attributes)
     if settings.agent_name:
         token = token.with_room_config(
             api.RoomConfiguration(agents=[api.RoomAgentDispatch(agent_name=settings.agent_name)])

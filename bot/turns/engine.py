@@ -57,6 +57,11 @@ def _description(tool: llm.FunctionTool[..., Any] | llm.RawFunctionTool[..., Any
     return str(info.raw_schema.get("description", ""))
 
 
+def _tool_name(tool: llm.Tool) -> str:
+    info = getattr(tool, "info", None)
+    return str(getattr(info, "name", ""))
+
+
 def _parse_arguments(raw: str) -> JsonValue:
     try:
         value: JsonValue = json.loads(raw or "{}")
@@ -115,15 +120,17 @@ class TurnEngine:
         self._tools = list(tools)
         self._tool_ctx = llm.ToolContext(self._tools)
         self._described = schema_only(self._tools)  # what each LLM request sends
+        self._names = [_tool_name(t) for t in self._tools]  # in the order of _described
         self._system_prompt = settings.system_prompt()
         self._conn = APIConnectOptions(
             max_retry=settings.llm_retries, retry_interval=0.5, timeout=settings.llm_timeout
         )
 
-    def tool_infos(self) -> list[ToolInfo]:
+    def tool_infos(self, allowed: frozenset[str] | None = None) -> list[ToolInfo]:
         return [
             ToolInfo(name=name, description=_description(tool))
             for name, tool in self._tool_ctx.function_tools.items()
+            if allowed is None or name in allowed
         ]
 
     def _chat_context(self, history: History) -> llm.ChatContext:
@@ -158,7 +165,7 @@ class TurnEngine:
         deadline = asyncio.timeout(self._settings.turn_timeout)
         try:
             async with deadline:
-                await self._steps(emit, history, coalescer, state, client)
+                await self._steps(emit, history, coalescer, state, client, turn.allowed)
             coalescer.flush()
             reply = "".join(state.text_parts)
             emit.reply(reply)
@@ -193,12 +200,18 @@ class TurnEngine:
         coalescer: DeltaCoalescer,
         state: _TurnState,
         client: ClientTools | None,
+        allowed: frozenset[str] | None,
     ) -> None:
         """LLM calls and tool calls, until the model answers without calling a tool."""
         emit.status("thinking")
         chat_ctx = self._chat_context(history)
         text_parts = state.text_parts
-        offered = self._described + (client.described if client is not None else [])
+        offered = [
+            d
+            for d, name in zip(self._described, self._names, strict=True)
+            if allowed is None or name in allowed
+        ]
+        offered += client.described if client is not None else []
         for step in range(self._settings.max_tool_steps + 1):
             tools = offered if step < self._settings.max_tool_steps else []
             first_part = len(text_parts)
@@ -216,7 +229,7 @@ class TurnEngine:
                 if client is not None and call.name in client.tools:
                     await self._run_client_tool(call, emit, chat_ctx, client)
                 else:
-                    await self._run_tool(call, emit, chat_ctx)
+                    await self._run_tool(call, emit, chat_ctx, allowed)
             emit.status("thinking")
 
     async def _llm_step(
@@ -258,7 +271,11 @@ class TurnEngine:
         return calls, usage
 
     async def _run_tool(
-        self, call: llm.FunctionToolCall, emit: TurnEmitter, chat_ctx: llm.ChatContext
+        self,
+        call: llm.FunctionToolCall,
+        emit: TurnEmitter,
+        chat_ctx: llm.ChatContext,
+        allowed: frozenset[str] | None = None,
     ) -> None:
         level = self._settings.tool_event_level(call.name)
         if level != "hidden":
@@ -267,10 +284,20 @@ class TurnEngine:
         fnc_call = llm.FunctionCall(call_id=call.call_id, name=call.name, arguments=call.arguments)
         status: ToolStatus
         try:
-            async with asyncio.timeout(self._settings.tool_timeout):
-                result = await execute_function_call(call, self._tool_ctx)
-            output = result.fnc_call_out
-            status = "error" if output.is_error else "ok"
+            if allowed is not None and call.name not in allowed:
+                # never offered to this participant: refused, never run (invariant 10)
+                output = llm.FunctionCallOutput(
+                    name=call.name,
+                    call_id=call.call_id,
+                    output=f"the tool {call.name!r} is not available to this user",
+                    is_error=True,
+                )
+                status = "error"
+            else:
+                async with asyncio.timeout(self._settings.tool_timeout):
+                    result = await execute_function_call(call, self._tool_ctx)
+                output = result.fnc_call_out
+                status = "error" if output.is_error else "ok"
         except TimeoutError:
             status = "timeout"
             output = llm.FunctionCallOutput(

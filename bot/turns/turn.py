@@ -20,6 +20,7 @@ class Turn:
     text: str
     topic: str
     metadata: dict[str, JsonValue] | None = None  # the chat.message's, for history and tools
+    allowed: frozenset[str] | None = None  # the bot's tools the sender may use (None: all)
     id: str = field(default_factory=new_turn_id)
     cancel_reason: str | None = None
     task: asyncio.Task[None] | None = None

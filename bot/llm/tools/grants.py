@@ -1,0 +1,83 @@
+"""Which tools a participant may use: from claims the app's backend signed, never from
+the payload (protocol v1.1, invariant 10; docs/tools.md).
+
+The backend puts a JWT in the participant's `lkbot.grants` attribute when it mints
+their LiveKit token (`AccessToken(...).with_attributes({"lkbot.grants": jwt})`), signed
+with BOT_GRANTS_SECRET (HS256):
+
+    {"sub": "<the participant identity>", "exp": <unix time>, "tools": ["refund", "*"]}
+
+A tool named in BOT_GRANTED_TOOLS (`*`: every tool of the bot) is offered only to
+participants whose valid claims grant it; every other tool is offered to everyone.
+Claims that are missing, expired, badly signed or made for another identity grant
+nothing (the default set), and are logged without their contents. A participant may
+change their own attributes (if their token allows): they can remove their grants, or
+put another's there, whose `sub` is not theirs; forging one takes the secret.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import jwt
+
+from ...config import Settings
+from ...transport import Peer
+
+log = logging.getLogger(__name__)
+
+GRANTS_ATTRIBUTE = "lkbot.grants"
+
+
+@dataclass(frozen=True)
+class Grant:
+    tools: frozenset[str]  # granted tool names; "*" grants every tool
+    claims: dict[str, object]  # the verified claims (forwarded to tools that ask)
+
+
+class Grants:
+    def __init__(self, settings: Settings, peers: Callable[[], list[Peer]]) -> None:
+        self._secret = settings.grants_secret.get_secret_value()
+        self._gated = frozenset(settings.granted_tools)
+        self._peers = peers
+
+    def grant_of(self, identity: str) -> Grant | None:
+        """The participant's verified grant, or None."""
+        token = next(
+            (p.attributes.get(GRANTS_ATTRIBUTE) for p in self._peers() if p.identity == identity),
+            None,
+        )
+        if not token or not self._secret:
+            return None
+        try:
+            claims = jwt.decode(
+                token, self._secret, algorithms=["HS256"], options={"require": ["sub", "exp"]}
+            )
+        except jwt.ExpiredSignatureError:
+            log.warning("the tool grants of a participant have expired: default tools")
+            return None
+        except jwt.PyJWTError as e:
+            log.warning(
+                "the tool grants of a participant are invalid (%s): default tools", type(e).__name__
+            )
+            return None
+        if claims.get("sub") != identity:
+            log.warning("tool grants made for another identity were presented: default tools")
+            return None
+        tools = claims.get("tools", [])
+        if not isinstance(tools, list) or not all(isinstance(t, str) for t in tools):
+            log.warning("tool grants with a malformed tools claim: default tools")
+            return None
+        return Grant(frozenset(tools), claims)
+
+    def allowed(self, identity: str, names: Iterable[str]) -> frozenset[str]:
+        """Of the bot's tools `names`, those this participant may use."""
+        names = frozenset(names)
+        gated = names if "*" in self._gated else names & self._gated
+        if not gated:
+            return names
+        grant = self.grant_of(identity)
+        granted = frozenset() if grant is None else grant.tools
+        return (names - gated) | (gated if "*" in granted else gated & granted)
