@@ -1,6 +1,7 @@
 // The chat page `bot up` serves: joins a room with a token from this server's /token,
 // and chats with the bot through @lkbot/client. No framework.
 import { LkbotClient, fetchToken, type Turn } from "@lkbot/client";
+import { Room } from "livekit-client";
 
 const $ = <T extends HTMLElement>(sel: string) => document.querySelector(sel) as T;
 const log = $<HTMLElement>("#log");
@@ -34,9 +35,21 @@ async function connect(room: string, identity: string): Promise<void> {
     identity,
   });
   setStatus("waiting for the bot…");
-  client = await LkbotClient.connect(serverUrl, participantToken, {
-    client: { name: "lkbot-web", version: "1.0.0" },
-  });
+  const lkRoom = new Room();
+  await lkRoom.connect(serverUrl, participantToken, { autoSubscribe: false });
+  client = new LkbotClient(lkRoom, { client: { name: "lkbot-web", version: "1.0.0" } });
+  // a tool this page runs itself (protocol v1.1): the model may ask what the user sees
+  client.tools.register(
+    "get_page_info",
+    { description: "The page the user is on: its title, address, language and local time." },
+    () => ({
+      title: document.title,
+      url: location.origin + location.pathname,
+      language: navigator.language,
+      local_time: new Date().toString(),
+    }),
+  );
+  await client.start();
   const tools = client.ready?.tools.map((t) => t.name).join(", ") || "none";
   setStatus(`connected to ${room} as ${identity}`);
   line("note", `The bot is here (tools: ${tools}). Your conversation is private.`);

@@ -18,14 +18,17 @@ import type {
   HistoryPage,
   Pong,
   SessionReady,
+  ToolCall,
 } from "./generated/bot.js";
 import type {
   ChatCancel,
   ChatMessage,
   ClientInfo,
   ClientMessage,
+  ClientTool,
   HistoryGet,
   SessionHello,
+  ToolResult,
 } from "./generated/client.js";
 import { Turn } from "./turn.js";
 
@@ -52,7 +55,47 @@ export interface LkbotClientOptions {
 type Body<T extends ClientMessage> = T extends unknown
   ? Omit<T, "v" | "id"> & { id?: string }
   : never;
-type Answer = Exclude<BotMessage, { type: `turn.${string}` } | { type: "chunk" }>;
+type Answer = Exclude<
+  BotMessage,
+  { type: `turn.${string}` } | { type: "chunk" } | { type: "tool.call" }
+>;
+
+/** A tool this client runs: its arguments in, its output (any JSON) out; what it
+ * throws is the error the model is told. */
+export type ToolHandler = (args: unknown) => unknown;
+
+/** The tools this client runs itself (protocol v1.1), declared in `session.hello`. */
+export class ClientTools {
+  private readonly entries = new Map<string, { spec: ClientTool; handler: ToolHandler }>();
+  constructor(private readonly changed: () => void) {}
+
+  /** Offers `name` to the model in this user's turns (declared at once if connected). */
+  register(
+    name: string,
+    spec: { description?: string; parameters?: Record<string, unknown> },
+    handler: ToolHandler,
+  ): void {
+    const parameters = (spec.parameters ?? { type: "object" }) as ClientTool["parameters"];
+    this.entries.set(name, { spec: { name, description: spec.description ?? "", parameters }, handler });
+    this.changed();
+  }
+
+  unregister(name: string): void {
+    if (this.entries.delete(name)) this.changed();
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  declarations(): ClientTool[] {
+    return [...this.entries.values()].map((e) => e.spec);
+  }
+
+  handler(name: string): ToolHandler | undefined {
+    return this.entries.get(name)?.handler;
+  }
+}
 
 /** The bot refused a request with an `error` message (its `code` says why). */
 export class LkbotError extends Error {
@@ -100,6 +143,12 @@ export class LkbotClient {
   private byTurn = new Map<string, Turn>();
   private early = new Map<string, BotMessage[]>(); // turn events before their ack
   private counter = 0;
+  /** call id -> the tool.result sent (null while the handler runs) */
+  private toolResults = new Map<string, Body<ToolResult> | null>();
+  /** Tools this client runs; `tools.register(name, {description, parameters}, handler)`. */
+  readonly tools: ClientTools = new ClientTools(() => {
+    if (this.ready) void this.handshake(false).catch(() => undefined);
+  });
   private readonly prefix = Math.random().toString(36).slice(2, 8);
   private closed = false;
 
@@ -293,6 +342,7 @@ export class LkbotClient {
         if (this.closed) throw new Error("disconnected");
         const body: Body<SessionHello> = { type: "session.hello", client: this.opts.client };
         if (resume) body.resume = { last_seq: this.lastSeq };
+        if (this.tools.size) body.tools = this.tools.declarations();
         const id = this.newId();
         ids.push(id);
         this.answers.set(id, (msg) => settle(msg));
@@ -420,6 +470,7 @@ export class LkbotClient {
     } catch {
       return; // not JSON: not from a bot speaking this protocol
     }
+    if (msg.type === "tool.call") this.runTool(msg); // a replay too: its result may be lost
     if (msg.id) {
       if (this.seen.has(msg.id)) return; // a replay (resume) of what we have
       this.remember(msg.id);
@@ -429,6 +480,32 @@ export class LkbotClient {
     this.onMessage?.(msg);
     this.route(msg);
   };
+
+  /** Runs a `tool.call` once per call id and answers `tool.result`; a replayed call
+   * gets the result it had again. */
+  private runTool(call: ToolCall): void {
+    if (this.toolResults.has(call.call_id)) {
+      const done = this.toolResults.get(call.call_id);
+      if (done) void this.post({ ...done, id: this.newId() }).catch(() => undefined);
+      return;
+    }
+    this.toolResults.set(call.call_id, null);
+    if (this.toolResults.size > 256) this.toolResults.delete(this.toolResults.keys().next().value!);
+    const handler = this.tools.handler(call.name);
+    void (async () => {
+      let body: Body<ToolResult>;
+      try {
+        if (!handler) throw new Error(`this client has no tool ${call.name}`);
+        const output = await handler(call.arguments ?? {});
+        body = { type: "tool.result", call_id: call.call_id, output: (output ?? null) as ToolResult["output"] };
+      } catch (e) {
+        const message = (e instanceof Error ? e.message : String(e)).slice(0, 1024) || "failed";
+        body = { type: "tool.result", call_id: call.call_id, error: { message } };
+      }
+      this.toolResults.set(call.call_id, body);
+      await this.post({ ...body, id: this.newId() }).catch(() => undefined);
+    })();
+  }
 
   private remember(id: string): void {
     this.seen.add(id);

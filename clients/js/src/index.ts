@@ -6,8 +6,8 @@
  *     const bot = await LkbotClient.connect(serverUrl, participantToken);
  *     for await (const event of bot.send("Hello!")) if (event.type === "delta") show(event.text);
  */
-export { LkbotClient, LkbotError, PROTOCOL_ATTRIBUTE, CLIENT_ATTRIBUTE } from "./client.js";
-export type { LkbotClientOptions } from "./client.js";
+export { LkbotClient, LkbotError, ClientTools, PROTOCOL_ATTRIBUTE, CLIENT_ATTRIBUTE } from "./client.js";
+export type { LkbotClientOptions, ToolHandler } from "./client.js";
 export { Turn } from "./turn.js";
 export type { TurnEvent, TurnResult } from "./turn.js";
 export { fetchToken } from "./token.js";

@@ -63,3 +63,20 @@ test("cancel stops a running turn; refusals and failures are shown", needsServer
     [...document.querySelectorAll(".bubble.bot")].some((e) => e.textContent === "You said: still here?"),
   );
 });
+
+test("a tool the page runs itself shapes the reply", needsServers, async () => {
+  const page = await openChat(unique("page"), "cid");
+  await send(page, '!{"tool": "get_page_info"}');
+  await page.waitForFunction(
+    () => document.querySelector(".bubble.bot[data-turn]:not(.streaming)") !== null,
+    { timeout: WAIT },
+  );
+  const tools = await page.$$eval(".tool", (els) => els.map((e) => e.textContent));
+  assert.equal(tools[0], "⚙ get_page_info({})");
+  assert.match(tools[1], /^↳ ok: .*lkbot chat/);
+  const [reply] = await botBubbles(page);
+  const info = JSON.parse(reply.replace(/^Tool results: /, ""));
+  assert.equal(info.title, "lkbot chat"); // what the page returned, in the model's reply
+  assert.equal(new URL(info.url).pathname, "/");
+  assert.deepEqual(page.errors, []);
+});
