@@ -198,8 +198,10 @@ async def test_big_client_message_is_sent_in_chunks(
     worker: Proc, connect: Connect, room: str
 ) -> None:
     alice = await connect("alice", room)
-    result = await alice.chat(script(say="ok"), metadata={"blob": "x" * 40000})
+    text = '!{"say": "ok", "pad": "' + "中" * 7000 + '"}'  # 21 kB of UTF-8, 7,026 characters
+    result = await alice.chat(text)
     assert result.reply == "ok"
+    assert [e.type for e in result.events][-1] == "turn.end"
 
 
 async def test_leaving_mid_turn_keeps_the_conversation(
