@@ -42,7 +42,13 @@ def _node(script: str, stdin: str = "") -> str:
 def test_unit_tests() -> None:
     _built()
     out = subprocess.run(
-        ["node", "--test", "test/chunks.test.mjs", "test/handshake.test.mjs"],
+        [
+            "node",
+            "--test",
+            "test/chunks.test.mjs",
+            "test/handshake.test.mjs",
+            "test/client-tools.test.mjs",
+        ],
         cwd=JS,
         capture_output=True,
         text=True,

@@ -23,7 +23,9 @@ from .procs import ROOT, Proc, start_web
 
 JS = ROOT / "clients" / "js"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-SUITES = sorted(p.name for p in (JS / "test").glob("*.test.mjs") if p.name != "chunks.test.mjs")
+# the suites that need no server run in tests/test_js_client.py
+UNIT = {"chunks.test.mjs", "handshake.test.mjs", "client-tools.test.mjs"}
+SUITES = sorted(p.name for p in (JS / "test").glob("*.test.mjs") if p.name not in UNIT)
 
 
 @pytest.fixture(scope="module")
