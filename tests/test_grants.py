@@ -4,7 +4,9 @@ backend signed for that identity; never from the payload."""
 
 from __future__ import annotations
 
+import re
 import time
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -107,3 +109,26 @@ async def test_two_participants_see_and_may_run_different_tools(make_bot: MakeBo
     assert (ran.status, ran.output) == ("ok", "ran")
     assert refused.status == "error" and refused.output is not None
     assert "not available" in refused.output and "ran" not in refused.output
+
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "tools.md"
+
+
+def docs_block(marker: str) -> str:
+    blocks = re.findall(r"```python\n(.*?)```", DOCS.read_text(), flags=re.S)
+    (block,) = [b for b in blocks if marker in b]
+    return block
+
+
+def test_the_docs_backend_snippet_mints_what_the_bot_accepts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BOT_GRANTS_SECRET", SECRET)
+    monkeypatch.setenv("LIVEKIT_API_KEY", "devkey")
+    monkeypatch.setenv("LIVEKIT_API_SECRET", "a LiveKit API secret of 32 bytes+")
+    scope: dict[str, Any] = {}
+    exec(docs_block("def token_for"), scope)  # the docs' own code
+    token = scope["token_for"]("ann", "demo", ["echo"])
+    claims = jwt.decode(token, "a LiveKit API secret of 32 bytes+", algorithms=["HS256"])
+    assert claims["sub"] == "ann" and claims["video"]["room"] == "demo"
+    assert grants_for(claims["attributes"]) == TOOLS

@@ -4,16 +4,21 @@ lost on the way comes back when the call is replayed by a resume."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 from bot.dev.livekit_server import DevServer
 from bot.protocol.outbound import ToolCall, TurnToolResult
+from bot.room.tokens import mint_token
 
 from ..harness import script
-from .conftest import Connect
+from .conftest import Connect, settings_for
 from .procs import Proc
 
+ROOT = Path(__file__).resolve().parents[2]
 BOUND = 60.0
 
 
@@ -71,3 +76,17 @@ async def test_a_lost_result_goes_again_when_a_resume_replays_the_call(
     reply = next(m for m in end if m.type == "turn.reply" and m.reply_to == msg_id)  # type: ignore[union-attr]
     assert reply.text == 'Tool results: "Europe/Paris"'  # type: ignore[union-attr]
     assert len(runs) == 1  # the tool ran once; its result was sent twice
+
+
+async def test_the_docs_python_client_tool_example_runs_as_written(
+    lk: DevServer, worker: Proc, room: str
+) -> None:
+    docs = await asyncio.to_thread((ROOT / "docs" / "tools.md").read_text)
+    (block,) = [
+        b for b in re.findall(r"```python\n(.*?)```", docs, flags=re.S) if "client.tool(" in b
+    ]
+    scope: dict[str, Any] = {}
+    exec(block, scope)  # the docs' own code
+    token = mint_token(settings_for(lk), room=room, identity="dora")
+    reply = await scope["main"](lk.url, token, script(tool="get_location"))
+    assert reply == "Tool results: " + json.dumps({"city": "Lyon", "country": "FR"})
