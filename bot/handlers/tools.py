@@ -11,7 +11,7 @@ from ..turns.client_tools import Outcome
 async def handle_result(msg: ToolResult, ctx: Context) -> None:
     outcome = Outcome(output=msg.output, error=msg.error.message if msg.error else None)
     status = ctx.conversation.client_tools.settle(msg.call_id, outcome)
-    ctx.reply(Ack(status=status))  # type: ignore[arg-type]
+    ctx.reply(Ack(status=status))
 
 
 async def handle_approve(msg: ToolApprove, ctx: Context) -> None:

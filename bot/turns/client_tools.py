@@ -14,7 +14,7 @@ import asyncio
 import json
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from livekit.agents import llm
 from pydantic import JsonValue
@@ -89,7 +89,7 @@ class ClientTools:
         if future is not None and not future.done():
             future.cancel()
 
-    def settle(self, call_id: str, outcome: Outcome) -> str:
+    def settle(self, call_id: str, outcome: Outcome) -> Literal["accepted", "duplicate", "noop"]:
         """A `tool.result`: `accepted`, `duplicate` (this call was answered already) or
         `noop` (no such call is waiting)."""
         if call_id in self._settled:
