@@ -60,6 +60,9 @@ def _check_worker_settings(**overrides: object) -> Settings:
     from .llm.tools import load_tools
 
     load_tools(settings, lambda: [])
+    from .llm.tools.mcp import parse_servers
+
+    parse_servers(settings.mcp_servers)
     if settings.resolved_llm_mode() == "local":
         from .llm.local import check_installed
 

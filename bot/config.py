@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     # lkbot.grants attribute (a JWT signed with BOT_GRANTS_SECRET) grants them ("*": all)
     granted_tools: Annotated[tuple[str, ...], NoDecode] = ()
     grants_secret: SecretStr = SecretStr("")
+    # MCP servers whose tools the model may call: a JSON list, inline or a file's path
+    # (bot/llm/tools/mcp.py, docs/tools.md)
+    mcp_servers: str = ""
     client_tool_timeout: Annotated[float, Field(gt=0)] = 30.0
     max_client_tools: Annotated[int, Field(ge=0, le=128)] = 16
     max_tool_schema_bytes: Annotated[int, Field(ge=256)] = 8192

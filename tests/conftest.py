@@ -69,9 +69,18 @@ async def make_bot(llm_server: ScriptedLLMServer) -> AsyncIterator[MakeBot]:
         }
         store = overrides.pop("store", None)
         room = overrides.pop("room", "")
+        extra_tools = overrides.pop("extra_tools", None)
+        mcp_names = overrides.pop("mcp_names", frozenset())
         params.update(overrides)
         peers = [Peer(identity="alice", name="Alice", kind="standard")]
-        bot = Harness(Settings(**params), MemoryTransport(peers), store=store, room=room)
+        bot = Harness(
+            Settings(**params),
+            MemoryTransport(peers),
+            store=store,
+            room=room,
+            extra_tools=extra_tools,
+            mcp_names=mcp_names,
+        )
         bots.append(bot)
         return bot
 

@@ -41,11 +41,14 @@ class Harness:
         *,
         store: Store | None = None,
         room: str = "",
+        extra_tools: list[Any] | None = None,
+        mcp_names: frozenset[str] = frozenset(),
     ) -> None:
         self.settings = settings
         self.transport = transport
         self.llm = build_llm(settings)
-        self.engine = TurnEngine(settings, self.llm, load_tools(settings, transport.peers))
+        tools = load_tools(settings, transport.peers) + (extra_tools or [])
+        self.engine = TurnEngine(settings, self.llm, tools, mcp_names=mcp_names)
         self.dispatcher = Dispatcher(settings, transport, self.engine, store=store, room=room)
         transport.attach(self.dispatcher)
 

@@ -114,8 +114,16 @@ def schema_only(tools: Sequence[llm.Tool], *, strict: bool = True) -> list[llm.T
 
 
 class TurnEngine:
-    def __init__(self, settings: Settings, model: llm.LLM[Any], tools: Sequence[llm.Tool]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        model: llm.LLM[Any],
+        tools: Sequence[llm.Tool],
+        *,
+        mcp_names: frozenset[str] = frozenset(),
+    ) -> None:
         self._settings = settings
+        self._mcp_names = mcp_names  # tools that an MCP server runs (ToolInfo.source)
         self._llm = model
         self._tools = list(tools)
         self._tool_ctx = llm.ToolContext(self._tools)
@@ -128,7 +136,11 @@ class TurnEngine:
 
     def tool_infos(self, allowed: frozenset[str] | None = None) -> list[ToolInfo]:
         return [
-            ToolInfo(name=name, description=_description(tool))
+            ToolInfo(
+                name=name,
+                description=_description(tool),
+                source="mcp" if name in self._mcp_names else "server",
+            )
             for name, tool in self._tool_ctx.function_tools.items()
             if allowed is None or name in allowed
         ]

@@ -31,6 +31,7 @@ from ..fleet.leases import Liveness
 from ..fleet.one_bot import OneBotPerRoom
 from ..llm.endpoint import build_llm
 from ..llm.tools import load_tools
+from ..llm.tools.mcp import McpTools
 from ..protocol.attributes import (
     AGENT_NAME_ATTRIBUTE,
     HANDING_OVER_ATTRIBUTE,
@@ -67,8 +68,10 @@ class BotInRoom:
         liveness: Callable[[str], Liveness],
         joining: asyncio.Semaphore,
         offered_at: float | None = None,
+        mcp: McpTools | None = None,
     ) -> None:
         self.job = job
+        self._mcp = mcp
         self._offered_at = offered_at
         self._joining = joining
         self._settings = settings
@@ -134,10 +137,16 @@ class BotInRoom:
         transport = RoomTransport(room, lk_chat_topic=chat_topic, stream_limits=limits)
         model = build_llm(settings)
         tools = load_tools(settings, transport.peers) if settings.llm_tools else []
+        mcp_tools = self._mcp.tools if self._mcp is not None and settings.llm_tools else []
         dispatcher = Dispatcher(
             settings,
             transport,
-            TurnEngine(settings, model, tools),
+            TurnEngine(
+                settings,
+                model,
+                tools + mcp_tools,
+                mcp_names=frozenset(self._mcp.names if self._mcp and mcp_tools else ()),
+            ),
             store=self._store,
             room=self.job.room.name,
         )
@@ -216,6 +225,7 @@ class RoomHost:
     store: Store
     liveness: Callable[[str], Liveness]
     link: WorkerLink | None = None
+    mcp: McpTools | None = None  # the MCP servers' tools, one session each per process
     rooms: dict[str, BotInRoom] = field(default_factory=dict)  # job id -> bot
     _tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     _offered: dict[str, tuple[str, float]] = field(default_factory=dict)  # job -> (room, when)
@@ -277,6 +287,7 @@ class RoomHost:
             liveness=self.liveness,
             joining=self._joining,
             offered_at=offered[1] if offered else None,
+            mcp=self.mcp,
         )
         self.rooms[job.id] = bot
         task = supervise(bot.run(url, token), name=f"room {job.room.name}")

@@ -19,6 +19,7 @@ from ..config import Settings
 from ..fleet.keeper import FleetKeeper
 from ..llm import local as local_llm
 from ..llm.local import LocalModelServer
+from ..llm.tools.mcp import McpTools
 from ..store import ConversationKey, describe, from_settings
 from ..store.base import Store
 from ..tasks import supervise
@@ -132,8 +133,10 @@ async def _serve(
     child: bool,
 ) -> None:
     store = await _open_store(settings)
+    mcp = McpTools(settings)
+    await mcp.start()  # one session per server for every room of this process
     keeper = FleetKeeper(settings, store, handling=lambda: host.handling())
-    host = RoomHost(settings, store, liveness=keeper.state)
+    host = RoomHost(settings, store, liveness=keeper.state, mcp=mcp)
 
     def on_registered(worker_id: str) -> None:
         nonlocal on_ready
@@ -207,6 +210,7 @@ async def _serve(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await health.aclose()
+        await mcp.aclose()
         await store.aclose()
     if run.done() and not run.cancelled() and run.exception() is not None:
         raise RuntimeError("the worker stopped with an error") from run.exception()
