@@ -73,11 +73,12 @@ class Stack:
         wait_until(ready.exists, ours, self.logdir / "ours.log", what="our worker", timeout=120)
         return ours
 
-    def start_workers(self) -> None:
+    def start_workers(self, **env: str) -> None:
         common = {
             "OPENAI_BASE_URL": self.llm_url,
             "BOT_MAX_ROOMS": "1000",  # capacity is not what the sweep measures
             "BOT_LOG_LEVEL": "WARNING",
+            **env,
         }
         ours = self.start_ours(BOT_AGENT_NAME=OURS_AGENT, **common)
         peer = self.start_peer(**common)
@@ -124,9 +125,10 @@ class Stack:
         self.lk.stop()
 
 
-def start_stack() -> Stack:
+def start_stack(**env: str) -> Stack:
+    """Server, scripted LLM and both workers (`env`: more of their settings)."""
     stack = start_server_and_llm()
-    stack.start_workers()
+    stack.start_workers(**env)
     return stack
 
 

@@ -13,7 +13,7 @@ from livekit import rtc
 
 from bot.client.bot_client import BotClient
 from bot.protocol.attributes import PROTOCOL_ATTRIBUTE
-from bot.protocol.outbound import Limits, SessionReady
+from bot.protocol.outbound import Ack, Error, Limits, SessionReady, ToolCall
 
 
 def ready(reply_to: str, seq: int) -> SessionReady:
@@ -127,3 +127,42 @@ async def test_a_long_session_keeps_only_the_last_messages() -> None:
     assert [m.id for m in client.messages] == ["b8", "b9", "b10"]
     assert len(client.raw) == 3 and len(client.forged) == 3
     assert client.last_seq == 10
+
+
+async def test_a_refused_tool_result_is_sent_again_after_the_wait() -> None:
+    """A busy sender's tool.result can be refused `rate_limited`: the call would then
+    time out in the bot though the tool ran. BotClient sends it again after the wait."""
+    client = BotClient()
+    sent: list[dict[str, Any]] = []
+    taken = asyncio.Event()
+
+    async def send(body: dict[str, Any]) -> str:
+        msg_id = f"r{len(sent)}"
+        sent.append(body)
+        if len(sent) == 1:
+            answer: Any = Error(
+                id="b1",
+                seq=1,
+                ts=1,
+                reply_to=msg_id,
+                code="rate_limited",
+                message="slow down",
+                retryable=True,
+                retry_after_ms=20,
+            )
+        else:
+            answer = Ack(id="b2", seq=2, ts=1, reply_to=msg_id, status="accepted")
+            taken.set()
+        asyncio.get_running_loop().call_soon(
+            lambda: (client.messages.append(answer), client._notify())
+        )
+        return msg_id
+
+    client.send = send  # type: ignore[method-assign]
+    client.tool("where", lambda _args: {"city": "Oslo"})
+    client._run_tool(
+        ToolCall(id="b0", seq=0, ts=1, reply_to="m", turn="t", call_id="c1", name="where")
+    )
+    await asyncio.wait_for(taken.wait(), 10)
+    assert [b["type"] for b in sent] == ["tool.result", "tool.result"]
+    assert sent[0]["output"] == sent[1]["output"] == {"city": "Oslo"}

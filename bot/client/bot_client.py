@@ -39,6 +39,7 @@ from ..tasks import supervise
 log = logging.getLogger(__name__)
 DIRECT = {"ack", "session.ready", "history.page", "pong", "error"}
 CLIENT_MAX_MESSAGE_BYTES = 64 * 2**20  # what we accept from the bot; it is trusted
+RESULT_ANSWER_S = 10.0  # how long a tool.result waits for its ack before giving up
 Pred = Callable[[list[BotMessage]], bool]
 # a client tool: its arguments -> its output (JSON), or an awaitable of it
 ToolHandler = Callable[[Any], Any]
@@ -358,10 +359,23 @@ class BotClient:
         self._keep_task(run())
 
     async def _send_result(self, body: dict[str, Any]) -> None:
-        try:
-            await self.send(body)
-        except Exception as e:  # a resume replays the call, and the result goes again
-            log.warning("tool.result not sent (%s); it goes again when the call is replayed", e)
+        """Send a `tool.result` until the bot takes it: a retryable refusal (a busy
+        sender's `rate_limited`) is sent again after the wait it names (a repeat is
+        harmless: `duplicate` or `noop`). Unsent or unanswered, it goes again when a
+        resume replays the call."""
+        wait = 0.25
+        for _ in range(8):
+            try:
+                msg_id = await self.send(body)
+                await self.wait_for(self._answered(msg_id), RESULT_ANSWER_S)
+            except Exception as e:
+                log.warning("tool.result not taken (%r); it goes again if the call is replayed", e)
+                return
+            answer = self.answer_to(msg_id)
+            if not (isinstance(answer, Error) and answer.retryable):
+                return
+            await asyncio.sleep(max(wait, (answer.retry_after_ms or 0) / 1000))
+            wait = min(wait * 2, 4.0)
 
     def _send_later(self, body: dict[str, Any]) -> None:
         self._keep_task(self._send_result(body))

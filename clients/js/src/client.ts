@@ -486,7 +486,7 @@ export class LkbotClient {
   private runTool(call: ToolCall): void {
     if (this.toolResults.has(call.call_id)) {
       const done = this.toolResults.get(call.call_id);
-      if (done) void this.post({ ...done, id: this.newId() }).catch(() => undefined);
+      if (done) void this.sendResult(done);
       return;
     }
     this.toolResults.set(call.call_id, null);
@@ -503,8 +503,25 @@ export class LkbotClient {
         body = { type: "tool.result", call_id: call.call_id, error: { message } };
       }
       this.toolResults.set(call.call_id, body);
-      await this.post({ ...body, id: this.newId() }).catch(() => undefined);
+      await this.sendResult(body);
     })();
+  }
+
+  /** A `tool.result` until the bot takes it: a retryable refusal (`rate_limited` of a
+   * busy sender) is sent again after the wait it names; a repeat is harmless
+   * (`duplicate`, `noop`). Unsent or unanswered, it goes again if a resume replays the call. */
+  private async sendResult(body: Body<ToolResult>): Promise<void> {
+    let wait = 250;
+    for (let attempt = 0; attempt < 8; attempt++) {
+      try {
+        await this.request(body, 10_000);
+        return;
+      } catch (e) {
+        if (!(e instanceof LkbotError) || !e.answer.retryable) return;
+        await sleep(Math.max(wait, e.answer.retry_after_ms ?? 0));
+        wait = Math.min(wait * 2, 4000);
+      }
+    }
   }
 
   private remember(id: string): void {

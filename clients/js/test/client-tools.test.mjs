@@ -76,3 +76,28 @@ test("a tool.call runs the handler once; a replay resends its result", async () 
   room.deliver({ ...call, id: "b10-y", seq: 10, call_id: "c2", name: "broken" });
   assert.deepEqual((await result).error, { message: "no GPS" });
 });
+
+test("a refused tool.result is sent again after the wait it names", async () => {
+  const room = new StandInRoom();
+  room.on("sent", (body) => {
+    if (body.type !== "tool.result") return;
+    const refused = room.sent.filter((b) => b.type === "tool.result").length === 1;
+    const answer = refused
+      ? { type: "error", code: "rate_limited", message: "slow down", retryable: true, retry_after_ms: 20 }
+      : { type: "ack", status: "accepted" };
+    setImmediate(() => room.deliver({ ...answer, id: `b${++room.seq}`, seq: room.seq, reply_to: body.id }));
+  });
+  const client = new LkbotClient(room, { timeoutMs: 5_000 });
+  client.tools.register("where", {}, () => "here");
+  await client.start();
+  const twice = new Promise((resolve) => {
+    room.on("sent", () => {
+      if (room.sent.filter((b) => b.type === "tool.result").length === 2) resolve();
+    });
+  });
+  room.deliver({ type: "tool.call", id: "b50-z", seq: 50, reply_to: "m", turn: "t", call_id: "c9", name: "where", arguments: {} });
+  await twice;
+  const results = room.sent.filter((b) => b.type === "tool.result");
+  assert.deepEqual(results.map((b) => b.output), ["here", "here"]);
+  assert.notEqual(results[0].id, results[1].id);
+});
