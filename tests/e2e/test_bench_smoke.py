@@ -94,3 +94,10 @@ def test_idle_bench_runs_every_scenario() -> None:
         "lkbot worker",
         "lkbot worker",
     ], out
+
+
+@pytest.mark.timeout(900)
+def test_client_tool_bench_measures_every_leg() -> None:
+    result = json.loads(_run("bench.client_tool", "--turns", "3"))
+    assert result["floor"]["n"] == result["peer"]["n"] == 3
+    assert {k: v["n"] for k, v in result["ours"].items()} == {"plain": 3, "tool": 3, "leg": 3}
