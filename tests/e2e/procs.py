@@ -6,9 +6,12 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.dev import livekit_server
 from bot.dev.livekit_server import DevServer
 from bot.dev.processes import free_port, stop_process, wait_until
 
@@ -119,3 +122,18 @@ def start_web(lk: DevServer, **settings: str) -> tuple[Proc, str]:
     )
     url = proc.text().split("chat page on ", 1)[1].split()[0]
     return proc, url
+
+
+@contextmanager
+def own_stack(llm_url: str, **settings: str) -> Iterator[DevServer]:
+    """A livekit-server of its own with one worker of these settings (for a test module
+    whose bot must be configured apart from the session's)."""
+    lk = livekit_server.start()
+    try:
+        worker = start_worker(lk, llm_url, **settings)
+        try:
+            yield lk
+        finally:
+            worker.stop()
+    finally:
+        lk.stop()

@@ -20,7 +20,7 @@ from bot.room.tokens import mint_token
 
 from ..harness import script
 from .conftest import settings_for
-from .procs import start_worker
+from .procs import own_stack
 
 SECRET = "the app backend's grants secret, 32+ bytes"
 BOUND = 60.0
@@ -33,11 +33,8 @@ def grant(identity: str, tools: list[str]) -> str:
 
 @pytest.fixture(scope="module")
 def granted(llm_url: str) -> Iterator[livekit_server.DevServer]:
-    lk = livekit_server.start()
-    worker = start_worker(lk, llm_url, granted_tools="echo", grants_secret=SECRET)
-    yield lk
-    worker.stop()
-    lk.stop()
+    with own_stack(llm_url, granted_tools="echo", grants_secret=SECRET) as lk:
+        yield lk
 
 
 async def test_grants_signed_by_the_backend_decide_each_participants_tools(

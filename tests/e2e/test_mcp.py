@@ -19,7 +19,7 @@ from bot.room.tokens import mint_token
 from ..harness import script
 from ..test_mcp import McpProcess
 from .conftest import settings_for
-from .procs import start_worker
+from .procs import own_stack
 
 BOUND = 60.0
 
@@ -28,13 +28,12 @@ BOUND = 60.0
 def with_mcp(llm_url: str) -> Iterator[livekit_server.DevServer]:
     orders = McpProcess(free_port())
     orders.start()
-    lk = livekit_server.start()
     servers = [{"name": "orders", "url": orders.url, "headers": {"Authorization": "Bearer e2e"}}]
-    worker = start_worker(lk, llm_url, mcp_servers=json.dumps(servers))
-    yield lk
-    worker.stop()
-    lk.stop()
-    orders.stop()
+    try:
+        with own_stack(llm_url, mcp_servers=json.dumps(servers)) as lk:
+            yield lk
+    finally:
+        orders.stop()
 
 
 async def test_a_real_mcp_servers_tool_is_called_in_a_turn(
