@@ -114,6 +114,10 @@ class Settings(BaseSettings):
     # MCP servers whose tools the model may call: a JSON list, inline or a file's path
     # (bot/llm/tools/mcp.py, docs/tools.md)
     mcp_servers: str = ""
+    # Tools that run only after the user said yes (tool.approval_request / tool.approve;
+    # any source, "*": all), and how long a request waits for the answer (seconds).
+    approval_tools: Annotated[tuple[str, ...], NoDecode] = ()
+    approval_timeout: Annotated[float, Field(gt=0)] = 300.0
     client_tool_timeout: Annotated[float, Field(gt=0)] = 30.0
     max_client_tools: Annotated[int, Field(ge=0, le=128)] = 16
     max_tool_schema_bytes: Annotated[int, Field(ge=256)] = 8192
@@ -177,6 +181,7 @@ class Settings(BaseSettings):
         "web_allowed_hosts",
         "reserved_identity_prefixes",
         "granted_tools",
+        "approval_tools",
         mode="before",
     )
     @classmethod
@@ -230,6 +235,9 @@ class Settings(BaseSettings):
         if self.instructions_file is not None:
             return self.instructions_file.read_text(encoding="utf-8").strip()
         return self.instructions
+
+    def needs_approval(self, tool: str) -> bool:
+        return tool in self.approval_tools or "*" in self.approval_tools
 
     def tool_event_level(self, tool: str) -> ToolEventLevel:
         return self.tool_events.get(tool, self.tool_events.get("*", "full"))

@@ -39,6 +39,7 @@ def test_both_directions_are_discriminated_on_type() -> None:
         "turn.tool_call",
         "turn.tool_result",
         "tool.call",
+        "tool.approval_request",
     } == set(server["mapping"])
 
 

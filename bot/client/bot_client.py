@@ -331,6 +331,14 @@ class BotClient:
         }
         self.tools[name] = (spec, handler)
 
+    async def approve(self, call_id: str, approved: bool, reason: str | None = None) -> BotMessage:
+        """Answer a `tool.approval_request` of one of our turns: the ack (`accepted`,
+        `duplicate`, or `noop` when the call no longer waits)."""
+        fields: dict[str, Any] = {"call_id": call_id, "approved": approved}
+        if reason:
+            fields["reason"] = reason
+        return await self.request("tool.approve", **fields)
+
     def _run_tool(self, call: ToolCall) -> None:
         """A `tool.call`: run it (once per call id; a replayed call gets the result it
         had again, in case the first never reached the bot)."""

@@ -18,7 +18,8 @@ from ..state.outbox import Outbox
 from ..store import ConversationKey, Lease, MemoryStore, Store
 from ..transport import Packet, Transport
 from ..turns.client_tools import ClientTools
-from ..turns.engine import TurnEngine
+from ..turns.engine import Decision, TurnEngine
+from ..turns.pending import Pending
 from ..turns.queue import TurnQueue
 from .idempotency import IdempotencyWindow
 from .ratelimit import TokenBucket
@@ -66,8 +67,14 @@ class Conversation:
             max_schema_bytes=settings.max_tool_schema_bytes,
             max_result_bytes=settings.max_tool_result_bytes,
         )
+        self.approvals: Pending[Decision] = Pending()  # calls waiting for tool.approve
         self.turns = TurnQueue(
-            engine, self.outbox, self.history, self.journal, client_tools=self.client_tools
+            engine,
+            self.outbox,
+            self.history,
+            self.journal,
+            client_tools=self.client_tools,
+            approvals=self.approvals,
         )
         self.inbox: asyncio.Queue[Packet] = asyncio.Queue()
         self.reader: asyncio.Task[None] | None = None

@@ -16,6 +16,7 @@ FEATURES = [
     "idempotency",
     "resume",
     "client_tools",
+    "approval",
 ]
 
 
@@ -45,7 +46,7 @@ async def handle_hello(msg: SessionHello, ctx: Context) -> None:
     if msg.tools is not None:
         client.declare(msg.tools, taken=ctx.services.engine.tool_names)
     allowed = ctx.services.allowed_tools(ctx.conversation.identity)
-    tools = ctx.services.engine.tool_infos(allowed) + client.infos()
+    tools = ctx.services.engine.tool_infos(allowed) + client.infos(s.needs_approval)
     ctx.reply(
         SessionReady(
             protocol=PROTOCOL_LABEL,

@@ -6,6 +6,7 @@ from ..core.context import Context
 from ..protocol.inbound import ToolApprove, ToolResult
 from ..protocol.outbound import Ack
 from ..turns.client_tools import Outcome
+from ..turns.engine import Decision
 
 
 async def handle_result(msg: ToolResult, ctx: Context) -> None:
@@ -15,5 +16,5 @@ async def handle_result(msg: ToolResult, ctx: Context) -> None:
 
 
 async def handle_approve(msg: ToolApprove, ctx: Context) -> None:
-    """No tool of this bot waits for an approval yet: there is nothing to settle."""
-    ctx.reply(Ack(status="noop"))
+    decision = Decision(approved=msg.approved, reason=msg.reason)
+    ctx.reply(Ack(status=ctx.conversation.approvals.settle(msg.call_id, decision)))

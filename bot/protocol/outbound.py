@@ -122,7 +122,7 @@ class TurnStart(TurnEnvelope):
 
 class TurnStatus(TurnEnvelope):
     type: Literal["turn.status"] = "turn.status"
-    state: Literal["thinking", "tool", "writing"]
+    state: Literal["thinking", "tool", "writing", "awaiting_approval"]
 
 
 class TurnDelta(TurnEnvelope):
@@ -138,6 +138,17 @@ class TurnToolCall(TurnEnvelope):
 
 
 ToolStatus = Literal["ok", "error", "timeout", "cancelled", "denied", "expired"]
+
+
+class ToolApprovalRequest(TurnEnvelope):
+    """v1.1: the model called a tool that needs this user's consent: answer
+    `tool.approve` before `expires_at` (ms since the epoch)."""
+
+    type: Literal["tool.approval_request"] = "tool.approval_request"
+    call_id: str
+    name: str
+    arguments: JsonValue = None
+    expires_at: int
 
 
 class ToolCall(TurnEnvelope):
@@ -215,6 +226,7 @@ BotMessage = Annotated[
     | TurnToolCall
     | TurnToolResult
     | ToolCall
+    | ToolApprovalRequest
     | TurnReply
     | TurnEnd
     | HistoryPage

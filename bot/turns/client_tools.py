@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from livekit.agents import llm
 from pydantic import JsonValue
@@ -22,8 +22,7 @@ from pydantic import JsonValue
 from ..protocol.errors import InvalidMessage, PayloadTooLarge
 from ..protocol.inbound import ClientTool
 from ..protocol.outbound import ToolInfo
-
-SETTLED_KEPT = 256  # call ids remembered after their result, to tell a repeat
+from .pending import Pending, Taken
 
 
 @dataclass(frozen=True)
@@ -45,8 +44,7 @@ class ClientTools:
         self.max_result_bytes = max_result_bytes
         self.tools: dict[str, ClientTool] = {}
         self.described: list[llm.Tool] = []  # their schemas, as LLM requests send them
-        self._waiting: dict[str, asyncio.Future[Outcome]] = {}
-        self._settled: OrderedDict[str, None] = OrderedDict()
+        self.calls: Pending[Outcome] = Pending()
 
     def declare(self, tools: list[ClientTool], *, taken: set[str]) -> None:
         """Replace the set; raises (and changes nothing) when it breaks a limit."""
@@ -72,42 +70,36 @@ class ClientTools:
         self.tools = {t.name: t for t in tools}
         self.described = described
 
-    def infos(self) -> list[ToolInfo]:
+    def infos(self, needs_approval: Callable[[str], bool] = lambda _: False) -> list[ToolInfo]:
         return [
-            ToolInfo(name=t.name, description=t.description, source="client")
+            ToolInfo(
+                name=t.name,
+                description=t.description,
+                source="client",
+                approval=needs_approval(t.name),
+            )
             for t in self.tools.values()
         ]
 
     def begin(self, call_id: str) -> asyncio.Future[Outcome]:
-        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self._waiting[call_id] = future
-        return future
+        return self.calls.begin(call_id)
 
     def end(self, call_id: str) -> None:
-        """The call is settled (answered, timed out, cancelled): later results are noop."""
-        future = self._waiting.pop(call_id, None)
-        if future is not None and not future.done():
-            future.cancel()
+        self.calls.end(call_id)
 
-    def settle(self, call_id: str, outcome: Outcome) -> Literal["accepted", "duplicate", "noop"]:
+    def settle(self, call_id: str, outcome: Outcome) -> Taken:
         """A `tool.result`: `accepted`, `duplicate` (this call was answered already) or
         `noop` (no such call is waiting)."""
-        if call_id in self._settled:
-            return "duplicate"
-        future = self._waiting.get(call_id)
-        if future is None or future.done():
-            return "noop"
+        refused = self.calls.taken(call_id)
+        if refused is not None:
+            return refused
         size = len(json.dumps(outcome.output, ensure_ascii=False).encode())
         if size > self.max_result_bytes:
             raise PayloadTooLarge(
                 f"the result is {size} bytes of JSON; at most {self.max_result_bytes} "
                 "(send an error result, or a smaller one)"
             )
-        future.set_result(outcome)
-        self._settled[call_id] = None
-        while len(self._settled) > SETTLED_KEPT:
-            self._settled.popitem(last=False)
-        return "accepted"
+        return self.calls.settle(call_id, outcome)
 
     def waiting(self) -> list[str]:
-        return list(self._waiting)
+        return self.calls.waiting()

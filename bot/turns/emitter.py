@@ -8,6 +8,7 @@ from pydantic import JsonValue
 
 from ..protocol.outbound import (
     ErrorInfo,
+    ToolApprovalRequest,
     ToolCall,
     ToolStatus,
     TurnDelta,
@@ -30,6 +31,7 @@ TurnEvent = (
     | TurnToolCall
     | TurnToolResult
     | ToolCall
+    | ToolApprovalRequest
     | TurnReply
     | TurnEnd
 )
@@ -52,7 +54,7 @@ class TurnEmitter:
     def start(self) -> None:
         self._put(TurnStart)
 
-    def status(self, state: Literal["thinking", "tool", "writing"]) -> None:
+    def status(self, state: Literal["thinking", "tool", "writing", "awaiting_approval"]) -> None:
         self._put(TurnStatus, state=state)
 
     def delta(self, text: str) -> None:
@@ -64,6 +66,18 @@ class TurnEmitter:
     def client_call(self, call_id: str, name: str, arguments: JsonValue) -> None:
         """`tool.call`: the client runs this one (v1.1)."""
         self._put(ToolCall, call_id=call_id, name=name, arguments=arguments)
+
+    def approval_request(
+        self, call_id: str, name: str, arguments: JsonValue, expires_at: int
+    ) -> None:
+        """`tool.approval_request`: the user says whether this call may run (v1.1)."""
+        self._put(
+            ToolApprovalRequest,
+            call_id=call_id,
+            name=name,
+            arguments=arguments,
+            expires_at=expires_at,
+        )
 
     def tool_result(self, call_id: str, status: ToolStatus, output: str | None) -> None:
         self._put(TurnToolResult, call_id=call_id, status=status, output=output)

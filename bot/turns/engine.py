@@ -18,10 +18,12 @@ from pydantic import JsonValue
 from ..config import Settings
 from ..protocol.errors import BotError, InternalError, LlmTimeout, LlmUnavailable
 from ..protocol.outbound import ToolInfo, ToolStatus, Usage
+from ..state.clock import now_ms
 from ..state.history import History
 from .client_tools import ClientTools
 from .coalescer import DeltaCoalescer
 from .emitter import TurnEmitter
+from .pending import Pending
 from .turn import _CURRENT, Turn
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,7 @@ TURN_TIMEOUT = "turn_timeout"
 class _TurnState:
     usage: Usage | None = None  # only what the endpoint reports
     text_parts: list[str] = field(default_factory=list)
+    deadline: asyncio.Timeout | None = None  # BOT_TURN_TIMEOUT; waits for a person pause it
 
 
 # Between two text-bearing LLM steps (text, tool call, more text), so that the
@@ -140,6 +143,7 @@ class TurnEngine:
                 name=name,
                 description=_description(tool),
                 source="mcp" if name in self._mcp_names else "server",
+                approval=self._settings.needs_approval(name),
             )
             for name, tool in self._tool_ctx.function_tools.items()
             if allowed is None or name in allowed
@@ -162,6 +166,7 @@ class TurnEngine:
         emit: TurnEmitter,
         history: History,
         client: ClientTools | None = None,
+        approvals: Pending[Decision] | None = None,
     ) -> None:
         """Run a started turn to its `turn.end`; never raises, also when cancelled.
 
@@ -174,10 +179,10 @@ class TurnEngine:
             max_chars=self._settings.delta_max_chars,
         )
         _CURRENT.set(turn)  # the turn's own task: tools called from it see it
-        deadline = asyncio.timeout(self._settings.turn_timeout)
+        deadline = state.deadline = asyncio.timeout(self._settings.turn_timeout)
         try:
             async with deadline:
-                await self._steps(emit, history, coalescer, state, client, turn.allowed)
+                await self._steps(emit, history, coalescer, state, client, turn.allowed, approvals)
             coalescer.flush()
             reply = "".join(state.text_parts)
             emit.reply(reply)
@@ -213,6 +218,7 @@ class TurnEngine:
         state: _TurnState,
         client: ClientTools | None,
         allowed: frozenset[str] | None,
+        approvals: Pending[Decision] | None = None,
     ) -> None:
         """LLM calls and tool calls, until the model answers without calling a tool."""
         emit.status("thinking")
@@ -238,10 +244,18 @@ class TurnEngine:
                 chat_ctx.add_message(role="assistant", content=step_text)
             emit.status("tool")
             for call in calls:
-                if client is not None and call.name in client.tools:
-                    await self._run_client_tool(call, emit, chat_ctx, client)
+                is_client = client is not None and call.name in client.tools
+                may_run = is_client or allowed is None or call.name in allowed
+                announce = True
+                if approvals is not None and may_run and self._settings.needs_approval(call.name):
+                    if not await self._approved(call, emit, chat_ctx, approvals, state):
+                        continue
+                    announce = False  # its turn.tool_call went before the request
+                if is_client:
+                    assert client is not None
+                    await self._run_client_tool(call, emit, chat_ctx, client, announce)
                 else:
-                    await self._run_tool(call, emit, chat_ctx, allowed)
+                    await self._run_tool(call, emit, chat_ctx, allowed, announce)
             emit.status("thinking")
 
     async def _llm_step(
@@ -288,9 +302,10 @@ class TurnEngine:
         emit: TurnEmitter,
         chat_ctx: llm.ChatContext,
         allowed: frozenset[str] | None = None,
+        announce: bool = True,
     ) -> None:
         level = self._settings.tool_event_level(call.name)
-        if level != "hidden":
+        if level != "hidden" and announce:
             args = _parse_arguments(call.arguments) if level == "full" else None
             emit.tool_call(call.call_id, call.name, args)
         fnc_call = llm.FunctionCall(call_id=call.call_id, name=call.name, arguments=call.arguments)
@@ -333,13 +348,15 @@ class TurnEngine:
         emit: TurnEmitter,
         chat_ctx: llm.ChatContext,
         client: ClientTools,
+        announce: bool = True,
     ) -> None:
         """`tool.call` to the client, then its `tool.result` (at most
         BOT_CLIENT_TOOL_TIMEOUT). Whatever happens, one `turn.tool_result` settles the
         call (invariant 8): a client tool's events are never hidden."""
         level = self._settings.tool_event_level(call.name)
         args = _parse_arguments(call.arguments)
-        emit.tool_call(call.call_id, call.name, args if level == "full" else None)
+        if announce:
+            emit.tool_call(call.call_id, call.name, args if level == "full" else None)
         future = client.begin(call.call_id)
         emit.client_call(call.call_id, call.name, args)
         status: ToolStatus
@@ -366,3 +383,67 @@ class TurnEngine:
         )
         chat_ctx.items.append(fnc_call)
         chat_ctx.items.append(output)
+
+    async def _approved(
+        self,
+        call: llm.FunctionToolCall,
+        emit: TurnEmitter,
+        chat_ctx: llm.ChatContext,
+        approvals: Pending[Decision],
+        state: _TurnState,
+    ) -> bool:
+        """Ask the user (`tool.approval_request`) and wait for `tool.approve`, at most
+        BOT_APPROVAL_TIMEOUT; the wait does not count against BOT_TURN_TIMEOUT. False:
+        denied or expired, settled here (the model is told; the tool does not run)."""
+        args = _parse_arguments(call.arguments)
+        emit.tool_call(call.call_id, call.name, args)  # never hidden: the user decides on it
+        timeout = self._settings.approval_timeout
+        future = approvals.begin(call.call_id)
+        emit.approval_request(call.call_id, call.name, args, now_ms() + round(timeout * 1000))
+        emit.status("awaiting_approval")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = state.deadline
+        turn_ends = deadline.when() if deadline is not None else None
+        if deadline is not None and turn_ends is not None:
+            deadline.reschedule(turn_ends + timeout + 1)  # a person's time is not the turn's
+        decision: Decision | None = None
+        try:
+            async with asyncio.timeout(timeout):
+                decision = await future
+        except TimeoutError:
+            decision = None
+        except asyncio.CancelledError:
+            emit.tool_result(call.call_id, "cancelled", None)
+            raise
+        finally:
+            approvals.end(call.call_id)
+            if deadline is not None and turn_ends is not None:
+                deadline.reschedule(turn_ends + (loop.time() - started))
+        if decision is not None and decision.approved:
+            emit.status("tool")
+            return True
+        if decision is None:
+            status: ToolStatus = "expired"
+            text = "the user did not answer the approval request in time: the tool did not run"
+        else:
+            status = "denied"
+            why = f" ({decision.reason})" if decision.reason else ""
+            text = f"the user denied this call{why}: the tool did not run"
+        emit.tool_result(call.call_id, status, text)
+        chat_ctx.items.append(
+            llm.FunctionCall(call_id=call.call_id, name=call.name, arguments=call.arguments)
+        )
+        chat_ctx.items.append(
+            llm.FunctionCallOutput(name=call.name, call_id=call.call_id, output=text, is_error=True)
+        )
+        emit.status("thinking")
+        return False
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A user's answer to a `tool.approval_request`."""
+
+    approved: bool
+    reason: str | None = None

@@ -18,7 +18,8 @@ from ..state.outbox import Outbox
 from ..tasks import supervise
 from .client_tools import ClientTools
 from .emitter import TurnEmitter
-from .engine import TurnEngine
+from .engine import Decision, TurnEngine
+from .pending import Pending
 from .turn import Turn
 
 log = logging.getLogger(__name__)
@@ -33,9 +34,11 @@ class TurnQueue:
         journal: Journal | None = None,
         *,
         client_tools: ClientTools | None = None,
+        approvals: Pending[Decision] | None = None,
     ) -> None:
         self._engine = engine
         self._client_tools = client_tools
+        self._approvals = approvals
         self._journal = journal
         self._outbox = outbox
         self._history = history
@@ -108,7 +111,7 @@ class TurnQueue:
             self._journal.lease_begin(turn.id, turn.request_id, turn.topic)
         self._history.add("user", turn.text, turn.id, turn.metadata)
         turn.task = asyncio.create_task(
-            self._engine.run(turn, emit, self._history, self._client_tools),
+            self._engine.run(turn, emit, self._history, self._client_tools, self._approvals),
             name=f"turn-{turn.id}",
         )
         # wait() does not raise the turn's own cancellation into this loop

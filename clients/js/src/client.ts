@@ -28,6 +28,7 @@ import type {
   ClientTool,
   HistoryGet,
   SessionHello,
+  ToolApprove,
   ToolResult,
 } from "./generated/client.js";
 import { Turn } from "./turn.js";
@@ -217,6 +218,14 @@ export class LkbotClient {
   /** Cancels a turn (default: the running one). Resolves with the bot's ack. */
   async cancel(turn?: string): Promise<Ack> {
     const body: Body<ChatCancel> = { type: "chat.cancel", ...(turn ? { turn } : {}) };
+    return (await this.request(body)) as Ack;
+  }
+
+  /** Answers a `tool.approval_request` (an `approvalRequest` event of a turn): the
+   * ack says `accepted`, `duplicate` (answered already) or `noop` (no longer waiting). */
+  async approve(callId: string, approved: boolean, reason?: string): Promise<Ack> {
+    const body: Body<ToolApprove> = { type: "tool.approve", call_id: callId, approved };
+    if (reason) body.reason = reason;
     return (await this.request(body)) as Ack;
   }
 
@@ -595,6 +604,15 @@ export class LkbotClient {
         break;
       case "turn.reply":
         turn._emit({ type: "reply", text: msg.text });
+        break;
+      case "tool.approval_request":
+        turn._emit({
+          type: "approvalRequest",
+          callId: msg.call_id,
+          name: msg.name,
+          arguments: msg.arguments ?? null,
+          expiresAt: msg.expires_at,
+        });
         break;
       case "turn.end":
         this.byTurn.delete(msg.turn);

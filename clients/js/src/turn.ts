@@ -10,7 +10,9 @@ import type {
 
 export type TurnEvent =
   | { type: "start"; turn: string }
-  | { type: "status"; state: "thinking" | "tool" | "writing" }
+  | { type: "status"; state: "thinking" | "tool" | "writing" | "awaiting_approval" }
+  /** a tool that needs the user's yes: answer with `client.approve(callId, yes)` */
+  | { type: "approvalRequest"; callId: string; name: string; arguments: unknown; expiresAt: number }
   | { type: "delta"; text: string }
   | { type: "toolCall"; callId: string; name: string; arguments: unknown }
   | { type: "toolResult"; callId: string; status: TurnToolResult["status"]; output: string | null }
