@@ -16,6 +16,7 @@ from livekit.agents.llm.utils import execute_function_call
 from pydantic import JsonValue
 
 from ..config import Settings
+from ..llm.tools.names import tool_name
 from ..protocol.errors import BotError, InternalError, LlmTimeout, LlmUnavailable
 from ..protocol.outbound import ToolInfo, ToolStatus, Usage
 from ..state.clock import now_ms
@@ -60,9 +61,20 @@ def _description(tool: llm.FunctionTool[..., Any] | llm.RawFunctionTool[..., Any
     return str(info.raw_schema.get("description", ""))
 
 
-def _tool_name(tool: llm.Tool) -> str:
-    info = getattr(tool, "info", None)
-    return str(getattr(info, "name", ""))
+def _output(call: llm.FunctionToolCall, text: str, *, is_error: bool) -> llm.FunctionCallOutput:
+    return llm.FunctionCallOutput(
+        name=call.name, call_id=call.call_id, output=text, is_error=is_error
+    )
+
+
+def _record(
+    chat_ctx: llm.ChatContext, call: llm.FunctionToolCall, output: llm.FunctionCallOutput
+) -> None:
+    """The call and its output, as the model reads them in its next step."""
+    chat_ctx.items.append(
+        llm.FunctionCall(call_id=call.call_id, name=call.name, arguments=call.arguments)
+    )
+    chat_ctx.items.append(output)
 
 
 def _parse_arguments(raw: str) -> JsonValue:
@@ -131,7 +143,7 @@ class TurnEngine:
         self._tools = list(tools)
         self._tool_ctx = llm.ToolContext(self._tools)
         self._described = schema_only(self._tools)  # what each LLM request sends
-        self._names = [_tool_name(t) for t in self._tools]  # in the order of _described
+        self._names = [tool_name(t) for t in self._tools]  # in the order of _described
         self._system_prompt = settings.system_prompt()
         self._conn = APIConnectOptions(
             max_retry=settings.llm_retries, retry_interval=0.5, timeout=settings.llm_timeout
@@ -308,17 +320,12 @@ class TurnEngine:
         if level != "hidden" and announce:
             args = _parse_arguments(call.arguments) if level == "full" else None
             emit.tool_call(call.call_id, call.name, args)
-        fnc_call = llm.FunctionCall(call_id=call.call_id, name=call.name, arguments=call.arguments)
         status: ToolStatus
         try:
             if allowed is not None and call.name not in allowed:
                 # never offered to this participant: refused, never run (invariant 10)
-                output = llm.FunctionCallOutput(
-                    name=call.name,
-                    call_id=call.call_id,
-                    output=f"the tool {call.name!r} is not available to this user",
-                    is_error=True,
-                )
+                text = f"the tool {call.name!r} is not available to this user"
+                output = _output(call, text, is_error=True)
                 status = "error"
             else:
                 async with asyncio.timeout(self._settings.tool_timeout):
@@ -327,20 +334,15 @@ class TurnEngine:
                 status = "error" if output.is_error else "ok"
         except TimeoutError:
             status = "timeout"
-            output = llm.FunctionCallOutput(
-                name=call.name,
-                call_id=call.call_id,
-                output=f"the tool did not finish within {self._settings.tool_timeout:g}s",
-                is_error=True,
-            )
+            text = f"the tool did not finish within {self._settings.tool_timeout:g}s"
+            output = _output(call, text, is_error=True)
         except asyncio.CancelledError:
             if level != "hidden":
                 emit.tool_result(call.call_id, "cancelled", None)
             raise
         if level != "hidden":
             emit.tool_result(call.call_id, status, output.output if level == "full" else None)
-        chat_ctx.items.append(fnc_call)
-        chat_ctx.items.append(output)
+        _record(chat_ctx, call, output)
 
     async def _run_client_tool(
         self,
@@ -377,12 +379,7 @@ class TurnEngine:
         finally:
             client.end(call.call_id)
         emit.tool_result(call.call_id, status, text if level == "full" else None)
-        fnc_call = llm.FunctionCall(call_id=call.call_id, name=call.name, arguments=call.arguments)
-        output = llm.FunctionCallOutput(
-            name=call.name, call_id=call.call_id, output=text, is_error=status != "ok"
-        )
-        chat_ctx.items.append(fnc_call)
-        chat_ctx.items.append(output)
+        _record(chat_ctx, call, _output(call, text, is_error=status != "ok"))
 
     async def _approved(
         self,
@@ -431,12 +428,7 @@ class TurnEngine:
             why = f" ({decision.reason})" if decision.reason else ""
             text = f"the user denied this call{why}: the tool did not run"
         emit.tool_result(call.call_id, status, text)
-        chat_ctx.items.append(
-            llm.FunctionCall(call_id=call.call_id, name=call.name, arguments=call.arguments)
-        )
-        chat_ctx.items.append(
-            llm.FunctionCallOutput(name=call.name, call_id=call.call_id, output=text, is_error=True)
-        )
+        _record(chat_ctx, call, _output(call, text, is_error=True))
         emit.status("thinking")
         return False
 

@@ -26,6 +26,7 @@ from livekit.agents import ToolError, llm
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ...config import ConfigError, Settings
+from .names import tool_name
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +74,6 @@ def parse_servers(value: str) -> list[McpServerConfig]:
     if len({s.name for s in servers}) != len(servers):
         raise ConfigError("BOT_MCP_SERVERS: two servers have the same name")
     return servers
-
-
-def _name(tool: llm.Tool) -> str:
-    return str(getattr(getattr(tool, "info", None), "name", ""))
 
 
 def _result_text(ctx: Any) -> str:
@@ -187,7 +184,7 @@ class McpTools:
 
     @property
     def names(self) -> set[str]:
-        return {_name(t) for t in self.tools}
+        return {tool_name(t) for t in self.tools}
 
     async def start(self) -> None:
         """Connect and list each server's tools; one that fails is logged and left out
@@ -203,7 +200,7 @@ class McpTools:
             log.info(
                 "MCP server %s: %s",
                 source.config.name,
-                ", ".join(_name(t) for t in found) or "no tools",
+                ", ".join(tool_name(t) for t in found) or "no tools",
             )
             self.tools += found
 
