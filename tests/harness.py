@@ -85,3 +85,17 @@ def count(msgs: list[BotMessage], type_: str) -> int:
 
 def of_turn(msgs: list[BotMessage], turn: str) -> list[BotMessage]:
     return [m for m in msgs if getattr(m, "turn", None) == turn and m.type.startswith("turn.")]
+
+
+def assert_settled_once(msgs: list[BotMessage], asked: list[Any], why: object = "") -> None:
+    """Invariant 8: each of `asked` (`tool.call`s, `tool.approval_request`s) is settled
+    by exactly one `turn.tool_result` of its call_id, after it and before `turn.end`."""
+    end = next(i for i, m in enumerate(msgs) if m.type == "turn.end")
+    for a in asked:
+        settled = [
+            i
+            for i, m in enumerate(msgs)
+            if m.type == "turn.tool_result" and getattr(m, "call_id", None) == a.call_id
+        ]
+        assert len(settled) == 1, (why, [m.type for m in msgs])
+        assert msgs.index(a) < settled[0] < end

@@ -24,7 +24,7 @@ from bot.protocol.outbound import (
 from bot.state.clock import now_ms
 
 from .conftest import MakeBot
-from .harness import Harness, chat, count, direct_answers, msg, script
+from .harness import Harness, assert_settled_once, chat, count, direct_answers, msg, script
 from .rig import Rig, explore, rig_fixture
 
 ECHO = script(tool="echo", args={"text": "ran"}, then="done")
@@ -172,15 +172,7 @@ def test_every_approval_request_is_settled_exactly_once(rig: Rig, plan: list[str
             if action == "cancel":
                 transport.inject(me, msg("chat.cancel", id=f"{me}-c{i}"))
         msgs = await transport.wait_for(me, lambda ms: count(ms, "turn.end") == 1, 30)
-        end = next(i for i, m in enumerate(msgs) if isinstance(m, TurnEnd))
-        for r in requests(msgs):
-            settled = [
-                i
-                for i, m in enumerate(msgs)
-                if isinstance(m, TurnToolResult) and m.call_id == r.call_id
-            ]
-            assert len(settled) == 1, (plan, [m.type for m in msgs])
-            assert msgs.index(r) < settled[0] < end
+        assert_settled_once(msgs, requests(msgs), plan)
         accepted = [
             a
             for a in msgs

@@ -24,7 +24,7 @@ from bot.protocol.outbound import (
 )
 
 from .conftest import MakeBot
-from .harness import Harness, chat, count, direct_answers, msg, script
+from .harness import Harness, assert_settled_once, chat, count, direct_answers, msg, script
 from .rig import Rig, explore, rig_fixture
 
 LOCATE = {
@@ -221,15 +221,7 @@ def test_every_client_call_is_settled_exactly_once(
                     me, lambda ms, c=c: bool(direct_answers(ms, f"{me}-L{c.call_id}"))
                 )
         msgs = transport.messages(me)
-        end = next(i for i, m in enumerate(msgs) if isinstance(m, TurnEnd))
-        for c in calls(msgs):
-            settled = [
-                i
-                for i, m in enumerate(msgs)
-                if isinstance(m, TurnToolResult) and m.call_id == c.call_id
-            ]
-            assert len(settled) == 1, (plan, [m.type for m in msgs])
-            assert msgs.index(c) < settled[0] < end
+        assert_settled_once(msgs, calls(msgs), plan)
         assert count(msgs, "turn.end") == 1
         acks = [m for m in msgs if isinstance(m, Ack) and m.status == "accepted" and m.turn is None]
         assert len(acks) <= len(calls(msgs))  # a result is taken once per call
