@@ -49,7 +49,12 @@ async function connect(room: string, identity: string): Promise<void> {
       local_time: new Date().toString(),
     }),
   );
-  await client.start();
+  try {
+    await client.start();
+  } catch (e) {
+    await lkRoom.disconnect(); // as LkbotClient.connect does: no half-joined room left
+    throw e;
+  }
   const tools = client.ready?.tools.map((t) => t.name).join(", ") || "none";
   setStatus(`connected to ${room} as ${identity}`);
   line("note", `The bot is here (tools: ${tools}). Your conversation is private.`);
