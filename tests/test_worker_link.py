@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -18,7 +19,7 @@ from livekit.protocol import agent
 
 from bot.config import Settings
 from bot.store.memory import MemoryStore
-from bot.worker.host import RoomHost
+from bot.worker.host import BotInRoom, RoomHost
 from bot.worker.link import GaveUp, Offer, WorkerLink, agent_url
 
 BOUND = 30.0  # bounds the test, never what is tested
@@ -271,3 +272,28 @@ def test_the_host_takes_rooms_up_to_its_capacity_counting_rooms_on_their_way() -
     load, running_rooms, full = host.status()
     assert (running_rooms, full) == (0, True) and load == pytest.approx(0.7)
     assert host.handling() == {"room-A", "room-B"}
+
+
+async def test_shutting_down_cancels_a_bot_that_does_not_leave_and_says_where_it_hung(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bot stuck while leaving (e.g. in the SDK's disconnect) must not keep the worker
+    from exiting after SIGTERM: past the grace it is cancelled, and the log says where."""
+    cancelled = asyncio.Event()
+
+    async def stuck(self: BotInRoom, url: str, token: str) -> None:
+        self.step = "leaving: disconnecting"
+        try:
+            await asyncio.Event().wait()  # never
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    monkeypatch.setattr(BotInRoom, "run", stuck)
+    host = RoomHost(Settings(), MemoryStore(), liveness=lambda _: "alive")
+    host.assigned(availability("A").availability.job, "ws://lk", "token")
+    await asyncio.sleep(0)  # the bot's task starts
+    with caplog.at_level(logging.WARNING, "bot"):
+        await asyncio.wait_for(host.aclose(grace=0.05, cancel_grace=BOUND), BOUND)
+    assert cancelled.is_set() and host.rooms == {}
+    assert "room-A: its bot did not leave within 0.05s (at: leaving: disconnecting)" in caplog.text

@@ -53,6 +53,11 @@ from .link import Offer, WorkerLink
 log = logging.getLogger("bot")
 
 OFFER_KEPT_S = 60.0  # an accepted room whose assignment never came stops counting
+# Shutting down: how long the bots get to leave their rooms once told to (a left room's
+# turns end within the dispatcher's own bound); past it, what is still running is
+# cancelled, and logged with the step it was stuck at, so that the process exits.
+LEAVE_GRACE_S = 30.0
+CANCEL_GRACE_S = 5.0
 
 
 class BotInRoom:
@@ -83,6 +88,7 @@ class BotInRoom:
         self.dispatcher: Dispatcher | None = None
         self._room: rtc.Room | None = None
         self._guard: OneBotPerRoom | None = None
+        self.step = "waiting for a join slot"  # where it is, for a shutdown that hangs
 
     def leave(self, why: str) -> None:
         if not self._left.is_set():
@@ -99,14 +105,14 @@ class BotInRoom:
             self.leave("shutdown")
             return
         try:
-            await options.set_attributes(room.local_participant, {HANDING_OVER_ATTRIBUTE: "1"})
-            if lkapi is not None:
-                await lkapi.agent_dispatch.create_dispatch(
-                    api.CreateAgentDispatchRequest(
-                        agent_name=self._settings.agent_name, room=self.job.room.name
-                    )
-                )
             async with asyncio.timeout(timeout):
+                await options.set_attributes(room.local_participant, {HANDING_OVER_ATTRIBUTE: "1"})
+                if lkapi is not None:
+                    await lkapi.agent_dispatch.create_dispatch(
+                        api.CreateAgentDispatchRequest(
+                            agent_name=self._settings.agent_name, room=self.job.room.name
+                        )
+                    )
                 await dispatcher.hand_over(timeout)
                 if lkapi is not None:
                     await guard.successor.wait()
@@ -167,11 +173,13 @@ class BotInRoom:
         try:
             async with self._joining:
                 slot = time.monotonic()
+                self.step = "connecting"
                 await room.connect(
                     url, token, data_only(max_stream_bytes=lk_chat.stream_payload_cap(limits))
                 )
             sdk.bind(room)  # the other rooms' events no longer wake this one
             connected = time.monotonic()
+            self.step = "announcing itself"
             # Participants that publish no media are announced in 3 s batches; an
             # attribute change is announced at once, so clients see the bot right away.
             attributes = {
@@ -205,14 +213,19 @@ class BotInRoom:
                 connected - slot,
                 time.monotonic() - connected,
             )
+            self.step = "serving"
             await self._left.wait()
         finally:
+            self.step = "leaving: recording it in the store"
             await self._record(serving=False)
             # running turns end first, and their turn.end still reaches each sender
             transport.close()
+            self.step = "leaving: ending its turns"
             await dispatcher.aclose()
+            self.step = "leaving: disconnecting"
             with contextlib.suppress(Exception):
                 await room.disconnect()
+            self.step = "leaving: closing its LLM client"
             await model.aclose()
             log.debug("left room %s: %s", self.job.room.name, self._why or "shutdown")
 
@@ -327,10 +340,30 @@ class RoomHost:
         """Hand every room over (`BotInRoom.hand_over`), all at once, bounded."""
         await asyncio.gather(*(b.hand_over(lkapi, timeout) for b in list(self.rooms.values())))
 
-    async def aclose(self) -> None:
-        """Every bot leaves (each sender gets the turn.end of a running turn)."""
+    async def aclose(
+        self, grace: float = LEAVE_GRACE_S, cancel_grace: float = CANCEL_GRACE_S
+    ) -> None:
+        """Every bot leaves (each sender gets the turn.end of a running turn), within
+        `grace`; a bot still running then is cancelled (logged with its step), and one
+        that ignores that too is left behind after `cancel_grace`: the process exits."""
         for bot in list(self.rooms.values()):
             bot.leave("shutdown")
-        tasks = list(self._tasks.values())
-        if tasks:
-            await asyncio.wait(tasks)
+        tasks = dict(self._tasks)
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks.values(), timeout=grace)
+        if not pending:
+            return
+        for job_id, task in tasks.items():
+            if task in pending:
+                hung = self.rooms.get(job_id)
+                log.warning(
+                    "room %s: its bot did not leave within %gs (at: %s); cancelled",
+                    hung.job.room.name if hung else job_id,
+                    grace,
+                    hung.step if hung else "?",
+                )
+                task.cancel()
+        _, stuck = await asyncio.wait(pending, timeout=cancel_grace)
+        if stuck:
+            log.error("%d rooms' bots ignored their cancellation; exiting all the same", len(stuck))

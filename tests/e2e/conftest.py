@@ -12,7 +12,7 @@ from bot.config import Settings
 from bot.dev import livekit_server
 from bot.room.tokens import mint_token
 
-from .procs import Proc, start_llm_server, start_worker
+from .procs import STARTED, Proc, start_llm_server, start_worker
 
 Connect = Callable[..., Awaitable[BotClient]]
 
@@ -21,6 +21,35 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "/e2e/" in str(item.fspath):
             item.add_marker(pytest.mark.e2e)
+
+
+LOG_TAIL_LINES = 120
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed end-to-end test shows what the processes it ran logged meanwhile (the
+    workers' logs are files; on a CI box they are gone with it)."""
+    report = yield
+    if report.failed and call.when == "call":
+        sizes: dict[int, int] = item.stash.get(_LOG_SIZES, {})
+        for proc in STARTED:
+            text = proc.log.read_bytes()[sizes.get(id(proc), 0) :].decode(errors="replace")
+            if text.strip():
+                tail = "\n".join(text.splitlines()[-LOG_TAIL_LINES:])
+                report.sections.append((f"log of {proc.name} {proc.process.pid}", tail))
+    return report
+
+
+_LOG_SIZES = pytest.StashKey[dict[int, int]]()
+
+
+@pytest.fixture(autouse=True)
+def _log_offsets(request: pytest.FixtureRequest) -> None:
+    """Where each process's log stood when the test began."""
+    request.node.stash[_LOG_SIZES] = {
+        id(p): p.log.stat().st_size for p in STARTED if p.log.exists()
+    }
 
 
 @pytest.fixture(scope="session", autouse=True)

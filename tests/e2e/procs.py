@@ -18,10 +18,15 @@ from bot.dev.processes import free_port, stop_process, wait_until
 ROOT = Path(__file__).resolve().parents[2]
 
 
+# every process the tests started, for the logs a failed test shows (conftest.py)
+STARTED: list[Proc] = []
+
+
 @dataclass
 class Proc:
     process: subprocess.Popen[bytes]
     log: Path
+    name: str = ""
 
     def stop(self, timeout: float = 20.0) -> int:
         return stop_process(self.process, timeout)
@@ -36,7 +41,9 @@ def _spawn(args: list[str], env: dict[str, str], name: str) -> Proc:
         process = subprocess.Popen(
             args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True
         )
-    return Proc(process, log)
+    proc = Proc(process, log, name)
+    STARTED.append(proc)
+    return proc
 
 
 def start_llm_server() -> tuple[Proc, str]:
