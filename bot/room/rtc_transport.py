@@ -31,9 +31,13 @@ REJOIN_GRACE_S = 20.0
 # change events (and only the changed keys) after it found the agent: a client that
 # finds the bot with `lk.agent.state` already set never sees it, and fails after 20 s
 # ("did not complete initializing"). So when someone joins, the bot moves its state
-# through `initializing` back to what it was: at once, and once more this much later
-# (the page may subscribe to the agent's events after the first change arrived).
+# through another state back to what it was: at once, and once more this much later
+# (the page may subscribe to the agent's events after the first change arrived). That
+# state is a ready one (`thinking`, or `listening` while it thinks): the attribute is
+# the room's, and a page that disables its input while the agent is not ready (LiveKit's
+# starters, web/react.tsx) lost what its user was typing whenever someone else joined.
 GREET_AGAIN_S = 2.0
+READY_STATES = ("listening", "thinking")
 
 
 class RoomTransport:
@@ -53,7 +57,7 @@ class RoomTransport:
         self._lk_chat_topic = lk_chat_topic
         self._state_task: asyncio.Task[None] | None = None
         self._greet_again: asyncio.TimerHandle | None = None
-        self._greet = False  # the state task passes through `initializing` first
+        self._greet = False  # the state task passes through another ready state first
         self.mirror = TranscriptionMirror(self._open_transcription, self._want_state)
         self.streams = lk_chat.StreamGate(stream_limits or lk_chat.StreamLimits())
         self._gone: set[str] = set()  # left (the relay ignores them until they are back)
@@ -206,9 +210,10 @@ class RoomTransport:
         published = None
         unsure = False  # an update went unanswered: it may reach the server after a later one
         while self._room.isconnected():
-            if self._greet:  # someone joined: through `initializing`, then the state
+            if self._greet:  # someone joined: through another ready state, then the state
                 self._greet = False
-                published = "initializing"
+                state = self.mirror.state
+                published = READY_STATES[1] if state == READY_STATES[0] else READY_STATES[0]
             elif published != self.mirror.state:
                 published = self.mirror.state
             elif unsure:  # the last state once more, so that it is the last one applied

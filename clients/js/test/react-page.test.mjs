@@ -29,12 +29,20 @@ async function say(page, text) {
 }
 
 const bubbles = (page, who) => page.$$eval(`.bubble.${who}`, (els) => els.map((e) => e.textContent));
-const hasBot = (page, text) =>
-  page.waitForFunction(
-    (t) => [...document.querySelectorAll(".bubble.bot")].some((e) => e.textContent === t),
-    { timeout: WAIT },
-    text,
-  );
+async function hasBot(page, text) {
+  try {
+    await page.waitForFunction(
+      (t) => [...document.querySelectorAll(".bubble.bot")].some((e) => e.textContent === t),
+      { timeout: WAIT },
+      text,
+    );
+  } catch (e) {
+    // what the page showed instead
+    const shown = await page.$$eval(".bubble", (els) => els.map((x) => `${x.className}: ${x.textContent}`));
+    const status = await page.$eval("#status", (x) => x.dataset.state).catch(() => "?");
+    throw new Error(`no bot bubble ${JSON.stringify(text)}; status ${status}; bubbles ${JSON.stringify(shown)}; errors ${JSON.stringify(page.errors)}`, { cause: e });
+  }
+}
 
 test("the stock hooks: agent ready, a streamed reply in one bubble", needsServers, async () => {
   const page = await openReact(unique("react"), "ann");
@@ -50,9 +58,23 @@ test("the stock hooks: agent ready, a streamed reply in one bubble", needsServer
   assert.deepEqual(page.errors, []);
 });
 
+const READY = ["listening", "thinking", "speaking"];
+
+// every state the page shows from now on (useAgent's, as the page renders it)
+const watchStates = (page) =>
+  page.evaluate(() => {
+    window.__states = [];
+    const status = document.querySelector("#status");
+    new MutationObserver(() => window.__states.push(status.dataset.state)).observe(status, {
+      attributes: true,
+      attributeFilter: ["data-state"],
+    });
+  });
+
 test("two users in one room see only their own replies", needsServers, async () => {
   const room = unique("react");
   const ann = await openReact(room, "ann");
+  await watchStates(ann);
   const bob = await openReact(room, "bob");
   await say(ann, "from ann");
   await hasBot(ann, "You said: from ann");
@@ -65,4 +87,8 @@ test("two users in one room see only their own replies", needsServers, async () 
   // what a user types goes to the whole room (the stock UI's sendText on lk.chat has no
   // destination); the bot's replies do not
   assert.deepEqual(await bubbles(ann, "other"), ["from bob"]);
+  // bob joining never made ann's agent look not ready (her input stays enabled: the
+  // bot re-announces its state for bob through another ready state)
+  const shown = await ann.evaluate(() => window.__states);
+  assert.ok(shown.length > 0 && shown.every((s) => READY.includes(s)), JSON.stringify(shown));
 });
