@@ -1,12 +1,16 @@
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bot.config import Settings
 from bot.dev import redis_server
+from bot.store import Store, open_store
+from bot.store.redis import RedisStore
 from bot.testing.llm_server import ScriptedLLMServer
 from bot.testing.memory import MemoryTransport
 from bot.transport import Peer
@@ -103,3 +107,24 @@ def redis_url() -> Iterator[str]:
         yield server.url
     finally:
         server.stop()
+
+
+OpenStore = Callable[[], Store]
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def open_same(request: pytest.FixtureRequest, tmp_path: Path) -> OpenStore:
+    """Opens the same store again each call, as a restarted worker would."""
+    if request.param == "sqlite":
+        url = f"sqlite://{tmp_path / 'c.db'}"
+        return lambda: open_store(url)
+    url = request.getfixturevalue("redis_url")
+    prefix = f"d{uuid.uuid4().hex[:8]}"
+
+    def make() -> Store:
+        store = open_store(url)
+        assert isinstance(store, RedisStore)
+        store.prefix = prefix
+        return store
+
+    return make

@@ -3,42 +3,14 @@ and a worker that dies mid-turn: on a real SQLite file and a real redis-server."
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable
-from pathlib import Path
-
-import pytest
-
 from bot.protocol.outbound import Ack, HistoryPage, SessionReady, TurnEnd
-from bot.store import Changes, Claim, ConversationKey, Lease, Store, open_store
+from bot.store import Changes, Claim, ConversationKey, Lease, open_store
 from bot.store.model import now_ms
-from bot.store.redis import RedisStore
 
-from .conftest import MakeBot
+from .conftest import MakeBot, OpenStore
 from .harness import count, direct_answers, msg
 
 KEY = ConversationKey("r", "alice")
-
-
-OpenStore = Callable[[], Store]
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-def open_same(request: pytest.FixtureRequest, tmp_path: Path) -> OpenStore:
-    """Opens the same store again each call, as a restarted worker would."""
-    if request.param == "sqlite":
-        url = f"sqlite://{tmp_path / 'c.db'}"
-        return lambda: open_store(url)
-    url = request.getfixturevalue("redis_url")
-    prefix = f"d{uuid.uuid4().hex[:8]}"
-
-    def make() -> Store:
-        store = open_store(url)
-        assert isinstance(store, RedisStore)
-        store.prefix = prefix
-        return store
-
-    return make
 
 
 async def test_a_conversation_survives_a_restart(make_bot: MakeBot, open_same: OpenStore) -> None:

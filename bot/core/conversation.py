@@ -16,11 +16,15 @@ from ..state.history import History
 from ..state.journal import Journal
 from ..state.outbox import Outbox
 from ..store import ConversationKey, Lease, MemoryStore, Store
+from ..store.model import now_ms
 from ..transport import Packet, Transport
 from ..turns.client_tools import ClientTools
-from ..turns.engine import Decision, TurnEngine
+from ..turns.emitter import TurnEmitter
+from ..turns.engine import Decision, TurnEngine, parse_arguments
 from ..turns.pending import Pending
 from ..turns.queue import TurnQueue
+from ..turns.suspension import Suspension
+from ..turns.turn import Turn
 from .idempotency import IdempotencyWindow
 from .ratelimit import TokenBucket
 
@@ -41,8 +45,10 @@ class Conversation:
         key: ConversationKey | None = None,
         store: Store | None = None,
         on_stale: Callable[[Conversation], None] = lambda _c: None,
+        allowed: Callable[[], frozenset[str] | None] = lambda: None,
     ) -> None:
         self.identity = identity
+        self._allowed = allowed  # the bot's tools this sender may use (their grants)
         self.key = key or ConversationKey("", identity)
         self.journal = Journal(
             store or MemoryStore(),
@@ -85,8 +91,10 @@ class Conversation:
         """Claim the conversation in the store and continue what it holds: seq, resume
         window, history, remembered ids. Turns it records as running were left by a
         writer that can no longer write (the claim fenced it off): each is ended for
-        the client at once. A store that cannot be read raises (the dispatcher answers
-        `busy`, retryable): a conversation is never started over what is stored."""
+        the client at once, except one that waits for the sender's approval, which goes
+        on waiting here (invariant 9). A store that cannot be read raises (the
+        dispatcher answers `busy`, retryable): a conversation is never started over what
+        is stored."""
         if self.restored:
             return
         state = await self.journal.claim()
@@ -95,7 +103,36 @@ class Conversation:
         self.history.restore(state.history)
         self.ids.restore(state.ids)
         for lease in state.leases:
-            self._interrupted(lease)
+            suspension = Suspension.from_json(lease.suspended) if lease.suspended else None
+            if suspension is None:
+                self._interrupted(lease)
+                continue
+            self._continue(lease, suspension)
+
+    def _continue(self, lease: Lease, suspension: Suspension) -> None:
+        """A turn that waits for approval, as the store kept it: it waits here now."""
+        log.info("turn %s waits for approval: continued here", lease.turn)
+        turn = Turn(
+            request_id=lease.request_id,
+            text="",
+            topic=lease.topic,
+            allowed=self._allowed(),
+            id=lease.turn,
+            resumed=suspension,
+        )
+        self.turns.submit(turn)
+        if suspension.expires_at <= now_ms():
+            return  # it goes on at once, the call settled `expired`
+        # it waits from now on: an answer in the packets read next is taken, and a
+        # client starting over is asked again
+        waiting = suspension.calls[0]
+        emit = TurnEmitter(self.outbox, turn)
+        args = parse_arguments(waiting["arguments"])
+
+        def ask() -> None:
+            emit.approval_request(waiting["call_id"], waiting["name"], args, suspension.expires_at)
+
+        self.approvals.begin(waiting["call_id"], ask)
 
     def _interrupted(self, lease: Lease) -> None:
         log.warning("turn %s was left running by a bot that stopped; ending it", lease.turn)

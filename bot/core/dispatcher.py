@@ -69,6 +69,7 @@ class Dispatcher:
             return
         conv = self._conversations.get(packet.sender)
         if conv is None:
+            sender = packet.sender
             room = "" if self._settings.conversation_scope == "identity" else self._room
             conv = self._conversations[packet.sender] = Conversation(
                 packet.sender,
@@ -78,6 +79,7 @@ class Dispatcher:
                 key=ConversationKey(room, packet.sender),
                 store=self._store,
                 on_stale=self._stale,
+                allowed=lambda: self._services.allowed_tools(sender),
             )
             self._start_reader(conv)
         if conv.inbox.qsize() >= self._settings.rate_burst * 2:
@@ -102,6 +104,8 @@ class Dispatcher:
         sends it again, to the bot that takes over) and wait, bounded, until the
         running and queued turns have ended."""
         self._services.handing_over = True
+        for conv in self._conversations.values():
+            conv.turns.detach_waiting()  # the next bot continues it from the store
         await asyncio.gather(*(c.turns.wait_idle(timeout) for c in self._conversations.values()))
 
     def _stale(self, conv: Conversation) -> None:

@@ -67,3 +67,5 @@ async def handle_hello(msg: SessionHello, ctx: Context) -> None:
             tools=tools,
         )
     )
+    if msg.resume is None:  # a client starting over holds no request it must answer
+        ctx.conversation.approvals.ask_again()

@@ -29,6 +29,7 @@ import secrets
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from .. import metrics
@@ -64,6 +65,7 @@ class Journal:
         self._unwaited = False  # the store failed or hung: publish without waiting for it
         self._progress = asyncio.Event()  # set (and replaced) when either changes
         self._pending = Changes()
+        self._leases: dict[str, Lease] = {}  # the turns running, as last recorded
         self._writer: asyncio.Task[None] | None = None
         self.writes = 0  # batches applied (for tests and the benchmark)
         self.failed = 0
@@ -117,16 +119,29 @@ class Journal:
         self._pending.ids.append(seen)
         self._kick()
 
-    def lease_begin(self, turn: str, request_id: str, topic: str) -> None:
+    def lease_begin(
+        self, turn: str, request_id: str, topic: str, *, suspended: dict[str, Any] | None = None
+    ) -> None:
         """A turn is running: recorded so that a writer claiming the conversation after
-        this one knows to end it for the client."""
+        this one knows to end it for the client (or, `suspended`, to continue it)."""
+        self._set_lease(Lease(turn, request_id, topic, OWNER, now_ms(), suspended))
+
+    def lease_suspend(self, turn: str, suspended: dict[str, Any] | None) -> None:
+        """The running turn waits for a person (`suspended`: what continues it), or no
+        longer does (None)."""
+        lease = self._leases.get(turn)
+        if lease is not None:
+            self._set_lease(replace(lease, until_ms=now_ms(), suspended=suspended))
+
+    def _set_lease(self, lease: Lease) -> None:
         if self.stale:
             return
-        self._pending.leases[turn] = Lease(turn, request_id, topic, OWNER, now_ms())
-        self._pending.ended.discard(turn)
+        self._leases[lease.turn] = self._pending.leases[lease.turn] = lease
+        self._pending.ended.discard(lease.turn)
         self._kick()
 
     def lease_end(self, turn: str) -> None:
+        self._leases.pop(turn, None)
         if self.stale:
             return
         self._pending.leases.pop(turn, None)

@@ -60,14 +60,17 @@ class SeenId:
 
 @dataclass(frozen=True)
 class Lease:
-    """A turn that is running: its worker renews `until_ms` while it runs. A lease
-    found expired means the worker died mid-turn."""
+    """A turn that is running, recorded by the writer that runs it: a writer that claims
+    the conversation and finds one knows its writer can no longer write. `suspended`:
+    the turn waits for a person (a `tool.approval_request`), and this is what continues
+    it (`turns/suspension.py`); the claiming writer continues it instead of ending it."""
 
     turn: str
     request_id: str
     topic: str
     owner: str
     until_ms: int
+    suspended: dict[str, Any] | None = None
 
 
 class Stale(Exception):

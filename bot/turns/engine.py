@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,7 @@ from .client_tools import ClientTools
 from .coalescer import DeltaCoalescer
 from .emitter import TurnEmitter
 from .pending import Pending
+from .suspension import suspend
 from .turn import _CURRENT, Turn
 
 log = logging.getLogger(__name__)
@@ -33,11 +34,20 @@ log = logging.getLogger(__name__)
 TURN_TIMEOUT = "turn_timeout"
 
 
+# where a turn that waits for a person records what continues it (its lease in the
+# store); None: it no longer waits
+Suspend = Callable[[dict[str, Any] | None], None]
+
+
 @dataclass
 class _TurnState:
+    turn: Turn
     usage: Usage | None = None  # only what the endpoint reports
     text_parts: list[str] = field(default_factory=list)
     deadline: asyncio.Timeout | None = None  # BOT_TURN_TIMEOUT; waits for a person pause it
+    suspend: Suspend | None = None
+    base: int = 0  # chat context items before the turn's own (system prompt, history)
+    asked_until: int | None = None  # a continued turn: its first call was asked already
 
 
 # Between two text-bearing LLM steps (text, tool call, more text), so that the
@@ -77,7 +87,7 @@ def _record(
     chat_ctx.items.append(output)
 
 
-def _parse_arguments(raw: str) -> JsonValue:
+def parse_arguments(raw: str) -> JsonValue:
     try:
         value: JsonValue = json.loads(raw or "{}")
     except json.JSONDecodeError:
@@ -179,12 +189,16 @@ class TurnEngine:
         history: History,
         client: ClientTools | None = None,
         approvals: Pending[Decision] | None = None,
+        suspend: Suspend | None = None,
     ) -> None:
         """Run a started turn to its `turn.end`; never raises, also when cancelled.
 
         The whole turn is bounded by BOT_TURN_TIMEOUT (an endless stream, a model that
-        keeps calling tools): past it the turn ends `failed`, reason `turn_timeout`."""
-        state = _TurnState()
+        keeps calling tools): past it the turn ends `failed`, reason `turn_timeout`.
+        A turn that `turn.resumed` (its suspension, from the store) continues where it
+        waited for approval. A turn detached while it waits (`Turn.detached`: the
+        sender left, the bot is leaving) sends nothing more: the store keeps it."""
+        state = _TurnState(turn, suspend=suspend)
         coalescer = DeltaCoalescer(
             emit,
             interval=self._settings.delta_interval_ms / 1000,
@@ -201,6 +215,8 @@ class TurnEngine:
             history.add("assistant", reply, turn.id)
             emit.end("completed", usage=state.usage)
         except asyncio.CancelledError:
+            if turn.detached:
+                return
             coalescer.flush()
             emit.end("cancelled", reason=turn.cancel_reason or "cancelled", usage=state.usage)
         except (APIError, TimeoutError) as e:
@@ -233,42 +249,83 @@ class TurnEngine:
         approvals: Pending[Decision] | None = None,
     ) -> None:
         """LLM calls and tool calls, until the model answers without calling a tool."""
-        emit.status("thinking")
         chat_ctx = self._chat_context(history)
+        state.base = len(chat_ctx.items)
         text_parts = state.text_parts
+        first, calls_left = 0, None
+        resumed = state.turn.resumed
+        if resumed is not None:  # where it waited for approval, as the store kept it
+            resumed.replay(chat_ctx)
+            if resumed.reply:
+                text_parts.append(resumed.reply)
+            first, calls_left = resumed.step, resumed.function_calls()
+            state.asked_until = resumed.expires_at
+        else:
+            emit.status("thinking")
+        for step in range(first, self._settings.max_tool_steps + 1):
+            if calls_left is None:
+                tools = (
+                    self._offered(client, allowed) if step < self._settings.max_tool_steps else []
+                )
+                first_part = len(text_parts)
+                calls, state.usage = await self._llm_step(
+                    chat_ctx, tools, emit, coalescer, text_parts, state.usage
+                )
+                if not calls:
+                    return
+                coalescer.flush()
+                step_text = "".join(text_parts[first_part:]).removeprefix(STEP_SEPARATOR)
+                if step_text:
+                    chat_ctx.add_message(role="assistant", content=step_text)
+                emit.status("tool")
+                calls_left = calls
+            await self._calls(step, calls_left, emit, chat_ctx, state, client, allowed, approvals)
+            calls_left = None
+            emit.status("thinking")
+
+    def _offered(
+        self, client: ClientTools | None, allowed: frozenset[str] | None
+    ) -> list[llm.Tool]:
+        """What this step offers the model: the bot's tools this sender may use, and the
+        sender's own (as declared now: a continued turn's client says hello again)."""
         offered = [
             d
             for d, name in zip(self._described, self._names, strict=True)
             if allowed is None or name in allowed
         ]
-        offered += client.described if client is not None else []
-        for step in range(self._settings.max_tool_steps + 1):
-            tools = offered if step < self._settings.max_tool_steps else []
-            first_part = len(text_parts)
-            calls, state.usage = await self._llm_step(
-                chat_ctx, tools, emit, coalescer, text_parts, state.usage
-            )
-            if not calls:
-                return
-            coalescer.flush()
-            step_text = "".join(text_parts[first_part:]).removeprefix(STEP_SEPARATOR)
-            if step_text:
-                chat_ctx.add_message(role="assistant", content=step_text)
-            emit.status("tool")
-            for call in calls:
+        return offered + (client.described if client is not None else [])
+
+    async def _calls(
+        self,
+        step: int,
+        calls: list[llm.FunctionToolCall],
+        emit: TurnEmitter,
+        chat_ctx: llm.ChatContext,
+        state: _TurnState,
+        client: ClientTools | None,
+        allowed: frozenset[str] | None,
+        approvals: Pending[Decision] | None,
+    ) -> None:
+        """One step's tool calls, in order; each is settled before the next runs."""
+        for i, call in enumerate(calls):
+            is_client = client is not None and call.name in client.tools
+            may_run = is_client or allowed is None or call.name in allowed
+            asked = state.asked_until is not None  # a continued turn's waiting call
+            announce = True
+            if approvals is not None and (
+                asked or (may_run and self._settings.needs_approval(call.name))
+            ):
+                pending = (step, calls[i:])
+                if not await self._approved(call, emit, chat_ctx, approvals, state, pending):
+                    continue
+                announce = False  # its turn.tool_call went before the request
+                # a continued turn's client declares its tools again in its hello
                 is_client = client is not None and call.name in client.tools
-                may_run = is_client or allowed is None or call.name in allowed
-                announce = True
-                if approvals is not None and may_run and self._settings.needs_approval(call.name):
-                    if not await self._approved(call, emit, chat_ctx, approvals, state):
-                        continue
-                    announce = False  # its turn.tool_call went before the request
-                if is_client:
-                    assert client is not None
-                    await self._run_client_tool(call, emit, chat_ctx, client, announce)
-                else:
-                    await self._run_tool(call, emit, chat_ctx, allowed, announce)
-            emit.status("thinking")
+            if is_client:
+                assert client is not None
+                await self._run_client_tool(call, emit, chat_ctx, client, announce)
+            else:
+                await self._run_tool(call, emit, chat_ctx, allowed, announce)
 
     async def _llm_step(
         self,
@@ -318,7 +375,7 @@ class TurnEngine:
     ) -> None:
         level = self._settings.tool_event_level(call.name)
         if level != "hidden" and announce:
-            args = _parse_arguments(call.arguments) if level == "full" else None
+            args = parse_arguments(call.arguments) if level == "full" else None
             emit.tool_call(call.call_id, call.name, args)
         status: ToolStatus
         try:
@@ -356,7 +413,7 @@ class TurnEngine:
         BOT_CLIENT_TOOL_TIMEOUT). Whatever happens, one `turn.tool_result` settles the
         call (invariant 8): a client tool's events are never hidden."""
         level = self._settings.tool_event_level(call.name)
-        args = _parse_arguments(call.arguments)
+        args = parse_arguments(call.arguments)
         if announce:
             emit.tool_call(call.call_id, call.name, args if level == "full" else None)
         future = client.begin(call.call_id)
@@ -388,35 +445,63 @@ class TurnEngine:
         chat_ctx: llm.ChatContext,
         approvals: Pending[Decision],
         state: _TurnState,
+        pending: tuple[int, list[llm.FunctionToolCall]],
     ) -> bool:
         """Ask the user (`tool.approval_request`) and wait for `tool.approve`, at most
         BOT_APPROVAL_TIMEOUT; the wait does not count against BOT_TURN_TIMEOUT. False:
-        denied or expired, settled here (the model is told; the tool does not run)."""
-        args = _parse_arguments(call.arguments)
-        emit.tool_call(call.call_id, call.name, args)  # never hidden: the user decides on it
-        timeout = self._settings.approval_timeout
-        future = approvals.begin(call.call_id)
-        emit.approval_request(call.call_id, call.name, args, now_ms() + round(timeout * 1000))
-        emit.status("awaiting_approval")
+        denied or expired, settled here (the model is told; the tool does not run).
+
+        Before the request goes out, the turn's suspension (`pending`: its step and the
+        calls of it not yet settled) is recorded with its lease: a later writer of the
+        conversation continues the turn from it. A continued turn (`state.asked_until`)
+        waits for the request it made before, until that one expires."""
+        turn = state.turn
+        args = parse_arguments(call.arguments)
+        asked, state.asked_until = state.asked_until, None
+        expires_at = (
+            asked if asked is not None else now_ms() + round(self._settings.approval_timeout * 1000)
+        )
+
+        def ask() -> None:
+            emit.approval_request(call.call_id, call.name, args, expires_at)
+
+        if state.suspend is not None:
+            step, calls = pending
+            reply = "".join(state.text_parts)
+            kept = suspend(step, reply, chat_ctx.items[state.base :], calls, expires_at)
+            state.suspend(
+                kept.to_json()
+            )  # before the request: what the client holds, the store holds
+        future = approvals.begin(call.call_id, ask)
+        if asked is None:
+            emit.tool_call(call.call_id, call.name, args)  # never hidden: the user decides on it
+            ask()
+            emit.status("awaiting_approval")
         loop = asyncio.get_running_loop()
         started = loop.time()
+        timeout = max(0.0, (expires_at - now_ms()) / 1000)
         deadline = state.deadline
         turn_ends = deadline.when() if deadline is not None else None
         if deadline is not None and turn_ends is not None:
             deadline.reschedule(turn_ends + timeout + 1)  # a person's time is not the turn's
         decision: Decision | None = None
+        turn.suspended = True
         try:
             async with asyncio.timeout(timeout):
                 decision = await future
         except TimeoutError:
             decision = None
         except asyncio.CancelledError:
-            emit.tool_result(call.call_id, "cancelled", None)
+            if not turn.detached:  # detached: the store keeps it waiting, nothing is sent
+                emit.tool_result(call.call_id, "cancelled", None)
             raise
         finally:
+            turn.suspended = False
             approvals.end(call.call_id)
             if deadline is not None and turn_ends is not None:
                 deadline.reschedule(turn_ends + (loop.time() - started))
+        if state.suspend is not None:
+            state.suspend(None)
         if decision is not None and decision.approved:
             emit.status("tool")
             return True

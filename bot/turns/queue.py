@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from typing import Any
 
 from ..state.history import History
 from ..state.journal import Journal
@@ -91,11 +92,13 @@ class TurnQueue:
                 finally:
                     if turn.task is not None and not turn.task.done():
                         turn.task.cancel()  # the queue itself is going away
-                    if not emit.ended:
+                    if turn.detached:
+                        pass  # waiting for approval: the store keeps it (its lease)
+                    elif not emit.ended:
                         # cancelled before the engine's first step (Task.cancel() then
                         # skips the coroutine entirely), or the queue torn down
                         emit.end("cancelled", reason=turn.cancel_reason or "cancelled")
-                    if self._journal is not None:
+                    if self._journal is not None and not turn.detached:
                         self._journal.lease_end(turn.id)  # after its turn.end is recorded
                     self._current = None
         finally:
@@ -103,15 +106,42 @@ class TurnQueue:
             self._task = None
             self._end_unstarted()
 
+    def detach_waiting(self) -> None:
+        """The bot hands the room over: a turn waiting for approval is left to the store
+        (the next bot continues it); turns queued behind it end (`shutdown`)."""
+        current = self._current
+        if current is not None and current.suspended:
+            current.cancel("handing_over")
+            for turn in self._pending:
+                turn.cancel("shutdown")
+
     async def _run(self, turn: Turn, emit: TurnEmitter) -> None:
-        emit.start()
-        if turn.cancel_reason is not None:
-            return  # cancelled while queued: it still gets its start and end
-        if self._journal is not None:
-            self._journal.lease_begin(turn.id, turn.request_id, turn.topic)
-        self._history.add("user", turn.text, turn.id, turn.metadata)
+        if turn.resumed is None:  # a continued turn started on another writer
+            emit.start()
+        if (
+            turn.cancel_reason is not None
+        ):  # cancelled while queued: it still gets its start and end
+            if turn.resumed is not None and not turn.detached:
+                waiting = turn.resumed.calls[0]["call_id"]  # settled inside its turn
+                emit.tool_result(waiting, "cancelled", None)
+                if self._approvals is not None:
+                    self._approvals.end(waiting)
+            return
+        journal = self._journal
+        suspend = None
+        if journal is not None:
+            kept = turn.resumed.to_json() if turn.resumed is not None else None
+            journal.lease_begin(turn.id, turn.request_id, turn.topic, suspended=kept)
+
+            def suspend(kept: dict[str, Any] | None) -> None:
+                journal.lease_suspend(turn.id, kept)
+
+        if turn.resumed is None:
+            self._history.add("user", turn.text, turn.id, turn.metadata)
         turn.task = asyncio.create_task(
-            self._engine.run(turn, emit, self._history, self._client_tools, self._approvals),
+            self._engine.run(
+                turn, emit, self._history, self._client_tools, self._approvals, suspend
+            ),
             name=f"turn-{turn.id}",
         )
         # wait() does not raise the turn's own cancellation into this loop

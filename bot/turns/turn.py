@@ -6,8 +6,17 @@ import asyncio
 import secrets
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from pydantic import JsonValue
+
+if TYPE_CHECKING:
+    from .suspension import Suspension
+
+# Why a turn may be stopped that the sender did not ask for: a turn waiting for the
+# sender's approval is then detached (kept in the store, continued by the conversation's
+# next writer) instead of cancelled.
+DETACHING = frozenset({"participant_left", "superseded", "shutdown", "handing_over"})
 
 
 def new_turn_id() -> str:
@@ -24,8 +33,13 @@ class Turn:
     id: str = field(default_factory=new_turn_id)
     cancel_reason: str | None = None
     task: asyncio.Task[None] | None = None
+    resumed: Suspension | None = None  # continued from the store where it waited
+    suspended: bool = False  # waits for the sender's approval now
+    detached: bool = False  # stopped while it waited: the store keeps it, nothing is sent
 
     def cancel(self, reason: str) -> None:
+        if self.suspended and reason in DETACHING and self.cancel_reason is None:
+            self.detached = True
         if self.cancel_reason is None:
             self.cancel_reason = reason
         if self.task is not None:
