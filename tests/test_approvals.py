@@ -34,6 +34,11 @@ def requests(msgs: list[BotMessage]) -> list[ToolApprovalRequest]:
     return [m for m in msgs if isinstance(m, ToolApprovalRequest)]
 
 
+def asked_calls(msgs: list[BotMessage]) -> list[str]:
+    """The call ids asked about, in order, once each (a request may be sent again)."""
+    return list(dict.fromkeys(r.call_id for r in requests(msgs)))
+
+
 def results(msgs: list[BotMessage]) -> list[TurnToolResult]:
     return [m for m in msgs if isinstance(m, TurnToolResult)]
 
@@ -144,24 +149,27 @@ def rig() -> Any:
 @explore(30)
 @given(
     plan=st.lists(
-        st.sampled_from(["yes", "no", "twice", "stranger", "cancel", "nothing"]),
+        st.sampled_from(["yes", "no", "twice", "stranger", "cancel", "nothing", "leave"]),
         min_size=1,
         max_size=3,
     )
 )
 def test_every_approval_request_is_settled_exactly_once(rig: Rig, plan: list[str]) -> None:
+    """`leave`: the sender leaves while asked and starts over (a page reload): the turn
+    waits on in the store and the request comes again; it is still settled once."""
+
     async def scenario() -> None:
-        _, transport = rig.transport_bot
+        dispatcher, transport = rig.transport_bot
         me = f"u{next(_ids)}"
         steps = [{"name": "echo", "args": {"text": f"r{i}"}} for i in range(len(plan))]
         transport.inject(me, chat(script(tools=steps), id=f"{me}-m"))
         for i, action in enumerate(plan):
             got = await transport.wait_for(
-                me, lambda ms, i=i: len(requests(ms)) > i or count(ms, "turn.end") > 0
+                me, lambda ms, i=i: len(asked_calls(ms)) > i or count(ms, "turn.end") > 0
             )
             if count(got, "turn.end"):
                 break
-            call_id = requests(got)[i].call_id
+            call_id = asked_calls(got)[i]
             answer = msg("tool.approve", id=f"{me}-a{i}", call_id=call_id, approved=action != "no")
             if action in ("yes", "no", "twice"):
                 transport.inject(me, answer)
@@ -171,6 +179,10 @@ def test_every_approval_request_is_settled_exactly_once(rig: Rig, plan: list[str
                 transport.inject(f"{me}-x", answer)
             if action == "cancel":
                 transport.inject(me, msg("chat.cancel", id=f"{me}-c{i}"))
+            if action == "leave":
+                dispatcher.on_participant_left(me)
+                transport.inject(me, msg("session.hello", id=f"{me}-h{i}"))
+                transport.inject(me, answer)
         msgs = await transport.wait_for(me, lambda ms: count(ms, "turn.end") == 1, 30)
         assert_settled_once(msgs, requests(msgs), plan)
         accepted = [
@@ -178,7 +190,9 @@ def test_every_approval_request_is_settled_exactly_once(rig: Rig, plan: list[str
             for a in msgs
             if isinstance(a, Ack) and a.status == "accepted" and a.reply_to and "-a" in a.reply_to
         ]
-        assert len(accepted) <= len(requests(msgs))
+        assert len(accepted) <= len(asked_calls(msgs))
+        # leaving while asked never ended the turn (invariant 9)
+        assert all(m.reason != "participant_left" for m in msgs if isinstance(m, TurnEnd))
         assert not direct_answers(msgs, f"{me}-x")
 
     rig.run(scenario())
