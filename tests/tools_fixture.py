@@ -34,3 +34,10 @@ async def turn_metadata() -> str:
     """Returns the metadata the client sent with the running turn's chat.message."""
     turn = current_turn()
     return json.dumps(turn.metadata if turn is not None else "no turn")
+
+
+@function_tool
+async def publish_note(text: str) -> str:
+    """Publishes a note for everyone (the e2e workers ask the user first:
+    BOT_APPROVAL_TOOLS=publish_note)."""
+    return f"published: {text}"

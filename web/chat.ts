@@ -49,6 +49,10 @@ async function connect(room: string, identity: string): Promise<void> {
       local_time: new Date().toString(),
     }),
   );
+  // a turn waiting for this user's yes that began before a reload: shown after the history
+  const waiting: string[] = [];
+  let onWaiting = (turnId: string): void => void waiting.push(turnId);
+  client.onWaitingTurn = (turnId) => onWaiting(turnId);
   try {
     await client.start();
   } catch (e) {
@@ -63,12 +67,50 @@ async function connect(room: string, identity: string): Promise<void> {
   textarea.focus();
   const page = await client.history({ limit: 50 });
   for (const item of page.items) line(item.role === "user" ? "user" : "bot", item.text);
+  onWaiting = (turnId) => {
+    if (client) void follow(client.adopt(turnId));
+  };
+  for (const turnId of waiting.splice(0)) onWaiting(turnId);
+}
+
+/** Asks the user whether a tool may run (`tool.approval_request`): Approve / Deny. */
+function askApproval(callId: string, name: string, args: unknown): void {
+  if (log.querySelector(`[data-call="${CSS.escape(callId)}"]`)) return; // asked again
+  const el = line("approval", `The bot wants to run ${name}(${JSON.stringify(args ?? {})}). `);
+  el.dataset.call = callId;
+  const buttons = (["Approve", "Deny"] as const).map((label) => {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.textContent = label;
+    b.className = label.toLowerCase();
+    b.addEventListener("click", () => {
+      for (const other of buttons) other.disabled = true;
+      client
+        ?.approve(callId, label === "Approve")
+        .then((ack) => (el.dataset.answer = ack.status))
+        .catch((e: unknown) => line("error", String(e)));
+    });
+    el.append(b);
+    return b;
+  });
+}
+
+/** The call was settled (ran, denied, expired, cancelled): its prompt no longer asks. */
+function settled(callId: string, status: string): void {
+  const el = log.querySelector<HTMLElement>(`[data-call="${CSS.escape(callId)}"]`);
+  if (!el) return;
+  el.dataset.settled = status;
+  for (const b of el.querySelectorAll("button")) b.disabled = true;
 }
 
 async function send(text: string): Promise<void> {
   if (!client) return;
   line("user", text);
-  const turn = client.send(text, { on_busy: "queue" });
+  await follow(client.send(text, { on_busy: "queue" }));
+}
+
+/** Shows a turn's events as they come, until it ends. */
+async function follow(turn: Turn): Promise<void> {
   running.add(turn);
   cancelButton.disabled = false;
   let bubble: HTMLElement | null = null;
@@ -83,6 +125,9 @@ async function send(text: string): Promise<void> {
       bubble = null; // text after the tool goes in a new bubble
     } else if (event.type === "toolResult") {
       line("tool", `↳ ${event.status}${event.output ? `: ${event.output}` : ""}`);
+      settled(event.callId, event.status);
+    } else if (event.type === "approvalRequest") {
+      askApproval(event.callId, event.name, event.arguments);
     } else if (event.type === "reply") {
       // the whole reply (reassembled from chunks when large) replaces the streamed text
       bubble ??= line("bot streaming", "");

@@ -100,6 +100,7 @@ def start_worker(
         BOT_HTTP_PORT="0",
         BOT_PROCESSES="1",  # one process to watch and kill; test_processes.py runs more
         BOT_TOOLS_MODULE="tests.tools_fixture",
+        BOT_APPROVAL_TOOLS="publish_note",  # the one fixture tool that asks the user
         # Generous: tests stall turns on purpose and cancel or stop them; on a loaded
         # box a short LLM timeout would win that race. The timeout itself is unit-tested.
         BOT_LLM_TIMEOUT="120",

@@ -133,6 +133,13 @@ export class LkbotClient {
   readonly messages: BotMessage[] = [];
   /** Called for every message from the bot. */
   onMessage: ((msg: BotMessage) => void) | null = null;
+  /**
+   * Called with the turn id when the bot asks this user's approval in a turn this
+   * client did not start: one that began before a page reload (the bot asks again after
+   * a fresh handshake) or on another device. `adopt(turnId)` then gives you that turn,
+   * with what has arrived of it so far.
+   */
+  onWaitingTurn: ((turnId: string) => void) | null = null;
 
   private readonly opts: Required<Omit<LkbotClientOptions, "agentName">> & { agentName?: string };
   private frames = new Reassembler();
@@ -212,6 +219,23 @@ export class LkbotClient {
       this.byMessage.delete(id);
       turn._abort(e);
     });
+    return turn;
+  }
+
+  /**
+   * The turn `turnId` as a `Turn`, for one this client did not start (see
+   * `onWaitingTurn`): its events from here on, after those that arrived before.
+   */
+  adopt(turnId: string): Turn {
+    const known = this.byTurn.get(turnId);
+    if (known) return known;
+    const turn = new Turn(turnId, async (t) => {
+      await this.cancel(t.id ?? undefined);
+    });
+    turn.id = turnId;
+    this.byTurn.set(turnId, turn);
+    for (const early of this.early.get(turnId) ?? []) this.toTurn(turn, early);
+    this.early.delete(turnId);
     return turn;
   }
 
@@ -577,6 +601,9 @@ export class LkbotClient {
       if (list.length < 1024) list.push(msg);
       this.early.set(msg.turn, list);
       if (this.early.size > 64) this.early.delete(this.early.keys().next().value!);
+      // a request answers no message of ours: an ack would have named its turn first
+      const ours = this.byMessage.has(msg.reply_to ?? "");
+      if (msg.type === "tool.approval_request" && !ours) this.onWaitingTurn?.(msg.turn);
     }
   }
 

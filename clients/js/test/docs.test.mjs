@@ -30,3 +30,25 @@ test("the client tool example of docs/tools.md works as written", needsServers, 
   assert.ok(JSON.parse(reply.replace("Tool results: ", "")).time_zone, reply);
   assert.deepEqual(page.errors, []);
 });
+
+test("the approval example of docs/tools.md works as written", needsServers, async () => {
+  const first = docs.indexOf("```js\n") + 6;
+  const start = docs.indexOf("```js\n", first) + 6;
+  let snippet = docs.slice(start, docs.indexOf("```\n", start));
+  const endpoint = 'const TOKEN_ENDPOINT = "http://127.0.0.1:8080/token"; // `make run` serves one';
+  const question = 'bot.send("Publish a note saying hello")';
+  assert.ok(snippet.includes(endpoint) && snippet.includes(question), "the example changed");
+  snippet = snippet
+    .replace(endpoint, `const TOKEN_ENDPOINT = "${WEB_NO_METADATA}token";`)
+    .replace(question, `bot.send('!{"tool": "publish_note", "args": {"text": "hello"}, "then": "Published."}')`);
+  const page = await newPage(browser);
+  const asked = [];
+  page.on("dialog", (dialog) => {
+    asked.push(dialog.message());
+    void dialog.accept();
+  });
+  await openScript(page, await bundle(snippet));
+  await page.waitForFunction(() => document.querySelector("p")?.textContent === "Published.");
+  assert.deepEqual(asked, ['Let the bot run publish_note({"text":"hello"})?']);
+  assert.deepEqual(page.errors, []);
+});
