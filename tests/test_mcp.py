@@ -17,11 +17,14 @@ import pytest
 
 from bot.config import ConfigError, Settings
 from bot.dev.processes import free_port
+from bot.llm.tools.grants import GRANTS_ATTRIBUTE
 from bot.llm.tools.mcp import McpTools, parse_servers
 from bot.protocol.outbound import SessionReady, TurnReply, TurnToolResult
+from bot.transport import Peer
 
 from .conftest import MakeBot
 from .harness import Harness, chat, msg, script
+from .test_grants import SECRET, signed
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -114,6 +117,39 @@ async def test_a_restarted_server_is_reached_again(mcp_bot: Harness, server: Mcp
     server.start()
     again, _ = await _tool_result(mcp_bot, "alice", call, 3)
     assert again.status == "ok" and "B-7" in (again.output or ""), again.output
+
+
+@pytest.mark.parametrize("forward", [True, False])
+async def test_a_server_configured_to_gets_the_asking_users_grant_with_each_call(
+    server: McpProcess, make_bot: MakeBot, forward: bool
+) -> None:
+    """`forward_grants`: each call's `_meta` names the participant and carries their
+    verified grant token (the session is the process's: a header could not say whose
+    call it is). Someone without a valid grant forwards nothing; without the setting,
+    nobody's is forwarded."""
+    config = [{"name": "orders", "url": server.url, "forward_grants": forward}]
+    tools = McpTools(Settings(mcp_servers=json.dumps(config)))
+    await tools.start()
+    try:
+        bot = await make_bot(
+            extra_tools=tools.tools, mcp_names=frozenset(tools.names), grants_secret=SECRET
+        )
+        ann_token = signed("ann", [])
+        bot.transport._peers = [
+            Peer("ann", "Ann", "standard", {GRANTS_ATTRIBUTE: ann_token}),
+            Peer("bob", "Bob", "standard", {GRANTS_ATTRIBUTE: ann_token}),  # ann's: not his
+        ]
+        call = script(tool="lookup_order", args={"order_id": "G-1"})
+        ann, _ = await _tool_result(bot, "ann", call)
+        bob, _ = await _tool_result(bot, "bob", call)
+        got = {who: json.loads(r.output or "") for who, r in (("ann", ann), ("bob", bob))}
+        if forward:
+            assert (got["ann"]["for"], got["ann"]["grants"]) == ("ann", ann_token)
+        else:
+            assert "grants" not in got["ann"]
+        assert "grants" not in got["bob"] and "for" not in got["bob"]
+    finally:
+        await tools.aclose()
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..config import Settings
-from ..llm.tools.grants import Grants
+from ..llm.tools.grants import Grant, Grants
 from ..protocol.outbound import BotEnvelope
 from ..turns.engine import TurnEngine
 from .conversation import Conversation
@@ -24,6 +24,12 @@ class Services:
     def allowed_tools(self, identity: str) -> frozenset[str]:
         """The bot's tools this participant may use (their signed grants)."""
         return self.grants.allowed(identity, self.engine.tool_names)
+
+    def access(self, identity: str) -> tuple[frozenset[str], Grant | None]:
+        """What a turn of this participant may use, and their verified grant (which
+        tools acting for them may forward), read once."""
+        grant = self.grants.grant_of(identity)
+        return self.grants.allowed_by(grant, self.engine.tool_names), grant
 
 
 @dataclass(frozen=True)

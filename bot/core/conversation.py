@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 
 from ..config import Settings
+from ..llm.tools.grants import Grant
 from ..protocol.chunking import Reassembler
 from ..protocol.codec import peek
 from ..protocol.codes import ErrorCode
@@ -45,10 +46,10 @@ class Conversation:
         key: ConversationKey | None = None,
         store: Store | None = None,
         on_stale: Callable[[Conversation], None] = lambda _c: None,
-        allowed: Callable[[], frozenset[str] | None] = lambda: None,
+        access: Callable[[], tuple[frozenset[str] | None, Grant | None]] = lambda: (None, None),
     ) -> None:
         self.identity = identity
-        self._allowed = allowed  # the bot's tools this sender may use (their grants)
+        self._access = access  # the bot's tools this sender may use, and their grant
         self.key = key or ConversationKey("", identity)
         self.journal = Journal(
             store or MemoryStore(),
@@ -112,11 +113,13 @@ class Conversation:
     def _continue(self, lease: Lease, suspension: Suspension) -> None:
         """A turn that waits for approval, as the store kept it: it waits here now."""
         log.info("turn %s waits for approval: continued here", lease.turn)
+        allowed, grant = self._access()
         turn = Turn(
             request_id=lease.request_id,
             text="",
             topic=lease.topic,
-            allowed=self._allowed(),
+            allowed=allowed,
+            grant=grant,
             id=lease.turn,
             resumed=suspension,
         )

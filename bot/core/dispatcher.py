@@ -79,7 +79,7 @@ class Dispatcher:
                 key=ConversationKey(room, packet.sender),
                 store=self._store,
                 on_stale=self._stale,
-                allowed=lambda: self._services.allowed_tools(sender),
+                access=lambda: self._services.access(sender),
             )
             self._start_reader(conv)
         if conv.inbox.qsize() >= self._settings.rate_burst * 2:

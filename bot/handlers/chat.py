@@ -42,12 +42,14 @@ async def handle_message(msg: ChatMessage, ctx: Context) -> None:
             raise Busy(f"you already have {turns.queued} turns waiting; retry when one ends")
         else:
             status = "queued"
+    allowed, grant = ctx.services.access(conv.identity)
     turn = Turn(
         request_id=msg.id,
         text=msg.text,
         topic=ctx.topic,
         metadata=msg.metadata,
-        allowed=ctx.services.allowed_tools(conv.identity),
+        allowed=allowed,
+        grant=grant,
     )
     conv.ids.remember(msg.id, print_, turn.id)
     ctx.reply(Ack(status=status, turn=turn.id))  # the ack precedes every event of the turn

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from pydantic import JsonValue
 
 if TYPE_CHECKING:
+    from ..llm.tools.grants import Grant
     from .suspension import Suspension
 
 # Why a turn may be stopped that the sender did not ask for: a turn waiting for the
@@ -30,6 +31,7 @@ class Turn:
     topic: str
     metadata: dict[str, JsonValue] | None = None  # the chat.message's, for history and tools
     allowed: frozenset[str] | None = None  # the bot's tools the sender may use (None: all)
+    grant: Grant | None = None  # the sender's verified grant (tools may forward it)
     id: str = field(default_factory=new_turn_id)
     cancel_reason: str | None = None
     task: asyncio.Task[None] | None = None
@@ -51,5 +53,7 @@ _CURRENT: ContextVar[Turn | None] = ContextVar("lkbot_current_turn", default=Non
 
 def current_turn() -> Turn | None:
     """The turn being run, for tools: e.g. `current_turn().metadata` is the metadata the
-    client sent with its chat.message. None outside a turn."""
+    client sent with its chat.message, and `current_turn().grant` the sender's verified
+    grant (its `claims`, and `token` to pass on to the app's backend). None outside a
+    turn."""
     return _CURRENT.get()

@@ -33,8 +33,15 @@ GRANTS_ATTRIBUTE = "lkbot.grants"
 
 @dataclass(frozen=True)
 class Grant:
+    """A participant's verified grant: what a tool acting for them may rely on.
+    `token`, the signed JWT itself, is what is forwarded (an MCP server configured with
+    `forward_grants` gets it in each call's `_meta`): the app's backend verifies it
+    with its own secret rather than trusting the bot's word."""
+
+    identity: str  # the participant (the claims' `sub`)
     tools: frozenset[str]  # granted tool names; "*" grants every tool
-    claims: dict[str, object]  # the verified claims (forwarded to tools that ask)
+    claims: dict[str, object]  # the verified claims
+    token: str
 
 
 class Grants:
@@ -70,14 +77,21 @@ class Grants:
         if not isinstance(tools, list) or not all(isinstance(t, str) for t in tools):
             log.warning("tool grants with a malformed tools claim: default tools")
             return None
-        return Grant(frozenset(tools), claims)
+        return Grant(identity, frozenset(tools), claims, token)
 
     def allowed(self, identity: str, names: Iterable[str]) -> frozenset[str]:
         """Of the bot's tools `names`, those this participant may use."""
         names = frozenset(names)
-        gated = names if "*" in self._gated else names & self._gated
-        if not gated:
+        if not self._gated_of(names):
             return names
-        grant = self.grant_of(identity)
+        return self.allowed_by(self.grant_of(identity), names)
+
+    def allowed_by(self, grant: Grant | None, names: Iterable[str]) -> frozenset[str]:
+        """Of the bot's tools `names`, those `grant` (a participant's, or None) allows."""
+        names = frozenset(names)
+        gated = self._gated_of(names)
         granted = frozenset() if grant is None else grant.tools
         return (names - gated) | (gated if "*" in granted else gated & granted)
+
+    def _gated_of(self, names: frozenset[str]) -> frozenset[str]:
+        return names if "*" in self._gated else names & self._gated

@@ -26,6 +26,8 @@ from livekit.agents import ToolError, llm
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ...config import ConfigError, Settings
+from ...sdk.mcp_meta import CALL_META, forwarding
+from ...turns.turn import Turn, current_turn
 from .names import tool_name
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,10 @@ class McpServerConfig(BaseModel):
     env: dict[str, str] | None = None
     allowed_tools: list[str] | None = None  # None: every tool the server lists
     timeout: float = Field(default=15.0, gt=0)  # seconds one call may take
+    # each call carries, in its `_meta`, the asking participant's identity and their
+    # verified grant token (`io.lkbot/identity`, `io.lkbot/grants`): the server acts
+    # for that user, checking the token with the app's secret
+    forward_grants: bool = False
 
 
 def parse_servers(value: str) -> list[McpServerConfig]:
@@ -90,11 +96,36 @@ def _result_text(ctx: Any) -> str:
     return "\n".join(parts)
 
 
+IDENTITY_META = "io.lkbot/identity"
+GRANTS_META = "io.lkbot/grants"
+
+
+def _forwarding(cls: type[Any], config: McpServerConfig) -> type[Any]:
+    if not config.forward_grants:
+        return cls
+    sub = forwarding(cls)
+    if sub is None:
+        log.error(
+            "MCP server %s: forward_grants is not available with this livekit-agents/mcp "
+            "(bot/sdk/mcp_meta.py): its calls carry no grants",
+            config.name,
+        )
+        return cls
+    return sub
+
+
+def call_meta(turn: Turn | None) -> dict[str, Any] | None:
+    """What a call made in `turn` forwards: the sender and their verified grant token."""
+    if turn is None or turn.grant is None:
+        return None
+    return {IDENTITY_META: turn.grant.identity, GRANTS_META: turn.grant.token}
+
+
 def _session(config: McpServerConfig) -> Any:
     from livekit.agents.llm.mcp import MCPServerHTTP, MCPServerStdio
 
     if config.url is not None:
-        return MCPServerHTTP(
+        return _forwarding(MCPServerHTTP, config)(
             config.url,
             allowed_tools=config.allowed_tools,
             headers=dict(config.headers),
@@ -102,7 +133,7 @@ def _session(config: McpServerConfig) -> Any:
             tool_result_resolver=_result_text,
         )
     assert config.command is not None
-    return MCPServerStdio(
+    return _forwarding(MCPServerStdio, config)(
         config.command,
         config.args,
         env=config.env,
@@ -138,7 +169,16 @@ class McpSource:
         schema = dict(tool.info.raw_schema)
         name = str(schema["name"])
 
+        forward = self.config.forward_grants
+
         async def call(raw_arguments: dict[str, Any]) -> Any:
+            meta = CALL_META.set(call_meta(current_turn()) if forward else None)
+            try:
+                return await attempts(raw_arguments)
+            finally:
+                CALL_META.reset(meta)
+
+        async def attempts(raw_arguments: dict[str, Any]) -> Any:
             for attempt in (1, 2):
                 try:
                     await self.connect()
