@@ -70,9 +70,15 @@ class LocalModelServer:
 
 
 def start(
-    *, override: Path | None = None, threads: int | None = None, timeout: float = 120.0
+    *,
+    override: Path | None = None,
+    threads: int | None = None,
+    timeout: float = 120.0,
+    chat_format: str | None = None,
 ) -> LocalModelServer:
-    """Start llama.cpp's OpenAI-compatible server on a free loopback port; wait until ready."""
+    """Start llama.cpp's OpenAI-compatible server on a free loopback port; wait until ready.
+    `chat_format`: llama-cpp-python's, e.g. `chatml-function-calling` (tool calls,
+    grammar-constrained; bench/local_tools.py measures it); default: the model's own."""
     path = check_installed(override)
     port = free_port()
     log_file = Path(tempfile.mkstemp(prefix="lkbot-local-llm-", suffix=".log")[1])
@@ -92,6 +98,7 @@ def start(
         str(threads or os.cpu_count() or 2),
         "--model_alias",
         "local",
+        *(["--chat_format", chat_format] if chat_format else []),
     ]
     started = time.monotonic()
     with log_file.open("wb") as out:

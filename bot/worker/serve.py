@@ -38,7 +38,7 @@ def _use_local_model(settings: Settings) -> tuple[Settings, LocalModelServer]:
     )
     server = local_llm.start(override=settings.local_model_path, threads=settings.local_threads)
     if settings.llm_tools:
-        log.info("tools are off: the local model cannot call them")
+        log.info("tools are off: the local model calls them wrong (measured: docs/tools.md)")
     resolved = settings.model_copy(
         update={
             "openai_base_url": server.base_url,
