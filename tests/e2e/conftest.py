@@ -63,6 +63,15 @@ def _clean_env() -> None:
     """The e2e tests read no settings in-process; overrides the unit-test fixture."""
 
 
+@pytest.fixture(scope="module")
+def own_lk() -> Iterator[livekit_server.DevServer]:
+    """A livekit-server of the test module's own: the session's worker takes none of
+    its rooms, and the workers its tests start take no one else's."""
+    server = livekit_server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def lk() -> Iterator[livekit_server.DevServer]:
     server = livekit_server.start()

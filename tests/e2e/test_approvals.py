@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import signal
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
 from bot.client.bot_client import BotClient
-from bot.dev import livekit_server
 from bot.dev.livekit_server import DevServer
 from bot.protocol.outbound import Ack, ToolApprovalRequest, TurnEnd, TurnReply, TurnToolResult
 
@@ -24,30 +22,22 @@ from .test_durable import _store, _worker
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def lk_own() -> Iterator[DevServer]:
-    """A livekit-server of its own: no other worker takes these rooms."""
-    server = livekit_server.start()
-    yield server
-    server.stop()
-
-
 ASK = script(say="Checking.", tool="echo", args={"text": "approved and ran"}, then="Done.")
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "redis"])
 async def test_an_approval_survives_a_kill_9_of_the_worker_that_asked(
-    lk_own: DevServer,
+    own_lk: DevServer,
     llm_url: str,
     clients: list[BotClient],
     request: pytest.FixtureRequest,
     kind: str,
 ) -> None:
     store = _store(kind, request)
-    first = _worker(lk_own, llm_url, store, approval_tools="echo")
+    first = _worker(own_lk, llm_url, store, approval_tools="echo")
     second = None
     try:
-        alice = await _join(lk_own, f"approve-{uuid.uuid4().hex[:6]}", "alice", clients)
+        alice = await _join(own_lk, f"approve-{uuid.uuid4().hex[:6]}", "alice", clients)
         old = await alice.wait_bot(timeout=BOUND)
         answer = await alice.request("chat.message", text=ASK)
         assert isinstance(answer, Ack) and answer.turn is not None
@@ -56,7 +46,7 @@ async def test_an_approval_survives_a_kill_9_of_the_worker_that_asked(
         asked = next(m for m in alice.messages if isinstance(m, ToolApprovalRequest))
         _kill(first, signal.SIGKILL)  # between the request and the answer
 
-        second = _worker(lk_own, llm_url, store, approval_tools="echo")
+        second = _worker(own_lk, llm_url, store, approval_tools="echo")
         await alice.wait_bot(exclude=old, timeout=BOUND)  # resumes with the new bot
         ack = await alice.approve(asked.call_id, True)
         assert isinstance(ack, Ack) and ack.status == "accepted", ack

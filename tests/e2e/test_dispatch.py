@@ -9,7 +9,6 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,13 +29,6 @@ from .procs import Proc, start_worker
 BOUND = 90.0
 
 
-@pytest.fixture(scope="module")
-def lk2() -> Iterator[DevServer]:
-    server = livekit_server.start()
-    yield server
-    server.stop()
-
-
 async def _join(lk: DevServer, room: str, identity: str, made: list[BotClient]) -> BotClient:
     client = BotClient()
     made.append(client)
@@ -53,12 +45,12 @@ def _kill(proc: Proc, how: signal.Signals) -> None:
 
 
 async def test_a_room_made_before_any_worker_gets_a_bot(
-    lk2: DevServer, llm_url: str, clients: list[BotClient]
+    own_lk: DevServer, llm_url: str, clients: list[BotClient]
 ) -> None:
     """LiveKit dispatches at room creation only: this room's dispatch found no worker."""
     room = f"early-{uuid.uuid4().hex[:6]}"
-    alice = await _join(lk2, room, "alice", clients)
-    worker = start_worker(lk2, llm_url, watchdog_interval="1")
+    alice = await _join(own_lk, room, "alice", clients)
+    worker = start_worker(own_lk, llm_url, watchdog_interval="1")
     try:
         started = time.monotonic()
         await alice.wait_bot(timeout=BOUND)
@@ -72,7 +64,7 @@ async def test_a_room_made_before_any_worker_gets_a_bot(
 
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
 async def test_a_room_whose_worker_died_gets_a_new_bot(
-    lk2: DevServer,
+    own_lk: DevServer,
     llm_url: str,
     clients: list[BotClient],
     how: signal.Signals,
@@ -81,9 +73,9 @@ async def test_a_room_whose_worker_died_gets_a_new_bot(
     room = f"orphan-{uuid.uuid4().hex[:6]}"
     # one fleet: the workers know each other's liveness from the store they share
     fleet = {"watchdog_interval": "1", "store": f"sqlite://{tmp_path / 'fleet.db'}"}
-    first = start_worker(lk2, llm_url, **fleet)
+    first = start_worker(own_lk, llm_url, **fleet)
     try:
-        alice = await _join(lk2, room, "alice", clients)
+        alice = await _join(own_lk, room, "alice", clients)
         old = await alice.wait_bot(timeout=BOUND)
         answer = await alice.request("chat.message", text=script(say="never", delay=30))
         turn = answer.turn  # type: ignore[union-attr]
@@ -91,7 +83,7 @@ async def test_a_room_whose_worker_died_gets_a_new_bot(
         _kill(first, how)  # mid-turn
     finally:
         first.stop()
-    second = start_worker(lk2, llm_url, **fleet)
+    second = start_worker(own_lk, llm_url, **fleet)
     try:
         started = time.monotonic()
         new = await alice.wait_bot(exclude=old, timeout=BOUND)
@@ -106,15 +98,15 @@ async def test_a_room_whose_worker_died_gets_a_new_bot(
 
 
 async def test_a_burst_of_rooms_each_gets_a_bot(
-    lk2: DevServer, llm_url: str, clients: list[BotClient]
+    own_lk: DevServer, llm_url: str, clients: list[BotClient]
 ) -> None:
     """Rooms created at once, while the worker runs: every one is served (no load
     refusal, no lost job). The 50-room burst is measured by `make bench`."""
-    worker = start_worker(lk2, llm_url)
+    worker = start_worker(own_lk, llm_url)
     try:
         tag = uuid.uuid4().hex[:6]
         joined = await asyncio.gather(
-            *(_join(lk2, f"burst-{tag}-{i}", f"u{i}", clients) for i in range(10))
+            *(_join(own_lk, f"burst-{tag}-{i}", f"u{i}", clients) for i in range(10))
         )
         await asyncio.gather(*(c.wait_bot(timeout=BOUND) for c in joined))
         replies = await asyncio.gather(*(c.chat(f"hi {i}") for i, c in enumerate(joined)))

@@ -9,7 +9,6 @@ import asyncio
 import signal
 import tempfile
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,6 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from bot.client.bot_client import BotClient
-from bot.dev import livekit_server
 from bot.dev.livekit_server import DevServer
 from bot.protocol.outbound import Ack, HistoryPage, TurnEnd
 from bot.testing.llm_server import ScriptedLLMServer
@@ -27,13 +25,6 @@ from .procs import Proc, start_worker
 from .test_dispatch import BOUND, _join, _kill
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def lk3() -> Iterator[DevServer]:
-    server = livekit_server.start()
-    yield server
-    server.stop()
 
 
 def _store(kind: str, request: pytest.FixtureRequest) -> str:
@@ -49,7 +40,7 @@ def _worker(lk: DevServer, llm_url: str, store: str, **settings: str) -> Proc:
 @pytest.mark.parametrize("kind", ["sqlite", "redis"])
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
 async def test_a_new_worker_continues_the_conversation(
-    lk3: DevServer,
+    own_lk: DevServer,
     llm_url: str,
     clients: list[BotClient],
     request: pytest.FixtureRequest,
@@ -57,9 +48,9 @@ async def test_a_new_worker_continues_the_conversation(
     how: signal.Signals,
 ) -> None:
     store = _store(kind, request)
-    first = _worker(lk3, llm_url, store)
+    first = _worker(own_lk, llm_url, store)
     try:
-        alice = await _join(lk3, f"durable-{uuid.uuid4().hex[:6]}", "alice", clients)
+        alice = await _join(own_lk, f"durable-{uuid.uuid4().hex[:6]}", "alice", clients)
         old = await alice.wait_bot(timeout=BOUND)
         done = await alice.chat("before the restart")
         first_id = done.request_id
@@ -69,7 +60,7 @@ async def test_a_new_worker_continues_the_conversation(
         _kill(first, how)  # mid-turn
     finally:
         first.stop()
-    second = _worker(lk3, llm_url, store)
+    second = _worker(own_lk, llm_url, store)
     try:
         await alice.wait_bot(exclude=old, timeout=BOUND)
         await alice.wait_for(
@@ -107,17 +98,17 @@ async def test_a_new_worker_continues_the_conversation(
 
 
 async def test_two_workers_on_redis_one_killed(
-    lk3: DevServer, llm_url: str, redis_url: str, clients: list[BotClient]
+    own_lk: DevServer, llm_url: str, redis_url: str, clients: list[BotClient]
 ) -> None:
     """Scale-out: two workers share Redis; the one serving the room dies; the other
     takes the room over (its dispatch watchdog) and the user goes on."""
-    a = _worker(lk3, llm_url, redis_url)
+    a = _worker(own_lk, llm_url, redis_url)
     b: Proc | None = None
     try:
-        alice = await _join(lk3, f"pair-{uuid.uuid4().hex[:6]}", "alice", clients)
+        alice = await _join(own_lk, f"pair-{uuid.uuid4().hex[:6]}", "alice", clients)
         old = await alice.wait_bot(timeout=BOUND)
         await alice.chat("one")
-        b = _worker(lk3, llm_url, redis_url)  # registered after the room got A's bot
+        b = _worker(own_lk, llm_url, redis_url)  # registered after the room got A's bot
         _kill(a, signal.SIGKILL)
         await alice.wait_bot(exclude=old, timeout=BOUND)
         assert (await alice.chat("two")).reply == "You said: two"
@@ -133,7 +124,7 @@ async def test_two_workers_on_redis_one_killed(
 
 
 async def test_a_kill_while_the_store_is_slow_leaves_the_client_nothing_unstored(
-    lk3: DevServer, redis_url: str, clients: list[BotClient]
+    own_lk: DevServer, redis_url: str, clients: list[BotClient]
 ) -> None:
     """What a client holds, the store holds. Redis holds the worker's writes back
     (CLIENT PAUSE WRITE) while it answers a message; it is killed (kill -9) before any
@@ -150,9 +141,9 @@ async def test_a_kill_while_the_store_is_slow_leaves_the_client_nothing_unstored
     llm = Watched()
     await llm.start()
     redis = Redis.from_url(redis_url)
-    first = _worker(lk3, llm.base_url, redis_url, store_publish_wait="600")
+    first = _worker(own_lk, llm.base_url, redis_url, store_publish_wait="600")
     try:
-        alice = await _join(lk3, f"slow-{uuid.uuid4().hex[:6]}", "alice", clients)
+        alice = await _join(own_lk, f"slow-{uuid.uuid4().hex[:6]}", "alice", clients)
         old = await alice.wait_bot(timeout=BOUND)
         await alice.chat("before")
         asked.clear()
@@ -166,7 +157,7 @@ async def test_a_kill_while_the_store_is_slow_leaves_the_client_nothing_unstored
     finally:
         first.stop()
         await redis.aclose()
-    second = _worker(lk3, llm.base_url, redis_url)
+    second = _worker(own_lk, llm.base_url, redis_url)
     try:
         await alice.wait_bot(exclude=old, timeout=BOUND)
         await alice.send({"type": "chat.message", "id": held, "text": "held back"})  # a retry

@@ -11,26 +11,17 @@ import re
 import signal
 import time
 import uuid
-from collections.abc import Iterator
 
 import aiohttp
 import pytest
 
 from bot.client.bot_client import BotClient
-from bot.dev import livekit_server
 from bot.dev.livekit_server import DevServer
 from bot.protocol.attributes import WORKER_ATTRIBUTE
 
 from .procs import start_worker
 from .test_dispatch import BOUND, _join
 from .test_metrics import scrape
-
-
-@pytest.fixture(scope="module")
-def lk4() -> Iterator[DevServer]:
-    server = livekit_server.start()
-    yield server
-    server.stop()
 
 
 async def _get(port: int, path: str) -> tuple[int, str]:
@@ -52,9 +43,9 @@ async def _restarted(port: int, index: int, old_pid: int) -> dict[str, object]:
 
 @pytest.mark.timeout(600)
 async def test_two_processes_one_killed(
-    lk4: DevServer, llm_url: str, clients: list[BotClient]
+    own_lk: DevServer, llm_url: str, clients: list[BotClient]
 ) -> None:
-    worker = start_worker(lk4, llm_url, processes="2", watchdog_interval="1")
+    worker = start_worker(own_lk, llm_url, processes="2", watchdog_interval="1")
     try:
         found = re.search(r"HTTP on port (\d+)", worker.text())
         assert found and "2 worker processes" in worker.text()
@@ -66,7 +57,7 @@ async def test_two_processes_one_killed(
         assert (await _get(port, "/ready"))[0] == 200  # every process registered
 
         rooms = [f"multi-{uuid.uuid4().hex[:6]}-{i}" for i in range(4)]
-        users = [await _join(lk4, room, f"u{i}", clients) for i, room in enumerate(rooms)]
+        users = [await _join(own_lk, room, f"u{i}", clients) for i, room in enumerate(rooms)]
         bots = [await u.wait_bot(timeout=BOUND) for u in users]
         for i, u in enumerate(users):
             assert (await u.chat(f"hi {i}")).reply == f"You said: hi {i}"
@@ -120,11 +111,11 @@ async def _exited(pid: int) -> None:
 
 @pytest.mark.timeout(300)
 async def test_worker_processes_leave_when_their_supervisor_is_killed(
-    lk4: DevServer, llm_url: str
+    own_lk: DevServer, llm_url: str
 ) -> None:
     """kill -9 of `bot start`'s own process: its worker processes stop too (they were
     measured still serving 3 s later, registered next to the replacement's)."""
-    worker = start_worker(lk4, llm_url, processes="2")
+    worker = start_worker(own_lk, llm_url, processes="2")
     try:
         found = re.search(r"HTTP on port (\d+)", worker.text())
         assert found
