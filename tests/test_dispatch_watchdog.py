@@ -193,6 +193,7 @@ class FakeAPI:
         self.agent_dispatch = self
         self.dispatched: list[str] = []
         self.removed: list[str] = []
+        self.failing: set[str] = set()
         self.acted = asyncio.Event()
 
     async def list_rooms(self, _req: object) -> object:
@@ -202,6 +203,9 @@ class FakeAPI:
 
     async def list_participants(self, req: ListParticipantsRequest) -> object:
         self.calls.append("ListParticipants")
+        if req.room in self.failing:
+            # what livekit-server answered for a closing room in the kit's example suite
+            raise api.TwirpError("unavailable", "no response from servers", status=503)
         if req.room not in self.rooms:
             raise api.TwirpError("not_found", "room not found", status=404)
         return ListParticipantsResponse(participants=self.rooms[req.room])
@@ -247,6 +251,44 @@ async def test_a_dead_workers_rooms_are_all_the_watchdog_looks_at() -> None:
     fake.calls.clear()
     await watchdog.recover()
     assert fake.calls == []
+
+
+async def test_a_room_the_api_fails_on_does_not_keep_the_others_from_a_bot() -> None:
+    """A dead worker's rooms: one of them the server cannot answer for (503). The
+    others still get their bot at once, and the failed one is looked at again later
+    (it was: the first failure ended the round, the next round failed on the same room
+    first, and a user in a later room never got a bot back)."""
+    fake = FakeAPI({"bad": [person()], "good": [person(), bot("AW_dead")]})
+    fake.failing.add("bad")
+    store = MemoryStore()
+    await store.serve_room("bad", "AW_dead")
+    await store.serve_room("good", "AW_dead")
+    watchdog = DispatchWatchdog(
+        fake,  # type: ignore[arg-type]
+        agent_name="",
+        liveness=lambda w: "dead" if w == "AW_dead" else "unknown",  # type: ignore[arg-type,return-value]
+        grace_s=15.0,
+        fleet=store,
+        workers=lambda: ["AW_dead"],
+        retry_s=0.05,
+    )
+    await watchdog.recover()
+    assert fake.dispatched == ["good"]
+    assert await store.rooms_of("AW_dead") == []
+    fake.failing.clear()  # the server answers for it again
+    fake.acted.clear()
+    task = asyncio.create_task(watchdog.run_woken())
+    try:
+        await asyncio.wait_for(fake.acted.wait(), 30)  # bounds the test
+        assert fake.dispatched == ["good", "bad"]
+    finally:
+        task.cancel()
+    # the periodic scan, likewise: a room that fails is passed over, not the round
+    fake = FakeAPI({"bad": [person()], "good": [person()]})
+    fake.failing.add("bad")
+    scanner = DispatchWatchdog(fake, agent_name="", liveness=lambda w: "unknown", grace_s=15.0)  # type: ignore[arg-type]
+    await scanner.scan()
+    assert fake.dispatched == ["good"]
 
 
 async def test_a_webhook_wakes_the_watchdog_for_one_room() -> None:

@@ -41,6 +41,8 @@ from .leases import Liveness
 log = logging.getLogger(__name__)
 
 _CLIENT_KINDS = (ParticipantInfo.Kind.STANDARD, ParticipantInfo.Kind.SIP)
+RETRY_S = 5.0  # a room the API failed on is looked at again this much later
+RETRY_TRIES = 12  # ... at most this many times in a row
 
 
 @dataclass(frozen=True)
@@ -137,9 +139,11 @@ class DispatchWatchdog:
         fleet: Fleet | None = None,
         workers: Callable[[], Iterable[str]] = tuple,
         scan_every_s: float = 60.0,
+        retry_s: float = RETRY_S,
     ) -> None:
         """`fleet`: where bots record their rooms; `workers`: every worker id the
-        fleet's leases know (dead ones among them)."""
+        fleet's leases know (dead ones among them). A room the API fails on is looked at
+        again `retry_s` later (RETRY_TRIES times at most), the others at once."""
         self._api = lkapi
         self._agent_name = agent_name
         self._liveness = liveness
@@ -151,6 +155,8 @@ class DispatchWatchdog:
         self._next_scan = 0.0  # the first scan as soon as this worker leads
         self._due: dict[str, float] = {}  # room -> when to look at it (webhooks)
         self._woken = asyncio.Event()
+        self._retry_s = retry_s
+        self._tries: dict[str, int] = {}  # room -> failed checks in a row
         self.dispatched = 0  # rooms given a bot by this watchdog (for logs and tests)
 
     def wake(self, room: str, after_s: float = 0.0) -> None:
@@ -178,8 +184,25 @@ class DispatchWatchdog:
             if rooms:
                 log.info("dispatch watchdog: a worker died; looking at its %d rooms", len(rooms))
             for room in rooms:
-                await self.check(room)
+                await self._check_or_retry(room)
             await self._fleet.forget_rooms(worker)
+
+    async def _check_or_retry(self, room: str) -> None:
+        """`check`, and when the API fails on this room, again later: one room the
+        server cannot answer for (a 503 for a room closing) must not keep the others
+        from their bot."""
+        try:
+            await self.check(room)
+        except Exception as e:
+            tries = self._tries[room] = self._tries.get(room, 0) + 1
+            if tries >= RETRY_TRIES:
+                del self._tries[room]
+                log.warning("dispatch watchdog: room check failed %d times, left: %s", tries, e)
+                return
+            log.warning("dispatch watchdog: room check failed (%s); again in %gs", e, self._retry_s)
+            self.wake(room, self._retry_s)
+        else:
+            self._tries.pop(room, None)
 
     async def run_woken(self) -> None:
         """Forever: look at each room a webhook pointed at, when it is due."""
@@ -187,10 +210,7 @@ class DispatchWatchdog:
             now = time.monotonic()
             for room in [r for r, when in self._due.items() if when <= now]:
                 del self._due[room]
-                try:
-                    await self.check(room)
-                except Exception as e:
-                    log.warning("dispatch watchdog: room check failed: %s", e)
+                await self._check_or_retry(room)
             self._woken.clear()
             wait = min(self._due.values(), default=now + 3600) - time.monotonic()
             with contextlib.suppress(TimeoutError):
@@ -222,10 +242,13 @@ class DispatchWatchdog:
         for room in rooms.rooms:
             if room.num_participants == 0 or room.name in handling:
                 continue
-            plan = await self._plan(room.name)
-            if plan.remove or plan.dispatch:
-                await self._act(plan)
-                plans.append(plan)
+            try:
+                plan = await self._plan(room.name)
+                if plan.remove or plan.dispatch:
+                    await self._act(plan)
+                    plans.append(plan)
+            except Exception as e:  # the next scan looks again; the other rooms now
+                log.warning("dispatch watchdog: scan: a room failed: %s", e)
         return plans
 
     async def _plan(self, room: str) -> RoomPlan:
