@@ -12,6 +12,7 @@ import pytest
 from .procs import ROOT
 
 
+@pytest.mark.timeout(900)  # bounds the test on a loaded box; its run is bounded below
 def test_quick_bench_writes_tables_and_plots(tmp_path: Path) -> None:
     run = subprocess.run(
         [
