@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -14,15 +13,12 @@ from bot.llm.tools import load_tools
 from bot.protocol.outbound import BotMessage
 from bot.store import Store
 from bot.testing.memory import MemoryTransport
+from bot.testing.script import script as script
 from bot.turns.engine import TurnEngine
 
 DIRECT = {"ack", "session.ready", "history.page", "pong", "error"}
 Pred = Callable[[list[BotMessage]], bool]
 _ids = itertools.count(1)
-
-
-def script(**kw: Any) -> str:
-    return "!" + json.dumps(kw)
 
 
 def chat(text: str, id: str | None = None, **extra: Any) -> dict[str, Any]:

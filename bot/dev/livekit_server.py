@@ -1,6 +1,6 @@
 """A loopback-only livekit-server for development, tests and benchmarks.
 
-Started from the config the project ships (config/livekit-loopback.yaml) on free
+Started from the config the package ships (bot/dev/livekit-loopback.yaml) on free
 ports; never reachable from outside 127.0.0.1.
 """
 
@@ -20,8 +20,11 @@ from urllib.parse import urlparse
 from .processes import free_port, stop_process, wait_http_ok
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIG_TEMPLATE = ROOT / "config" / "livekit-loopback.yaml"
-INSTALL_HINT = "run scripts/install-livekit-server.sh (or `make setup`)"
+CONFIG_TEMPLATE = Path(__file__).resolve().parent / "livekit-loopback.yaml"
+INSTALL_HINT = (
+    "set LIVEKIT_SERVER_BIN to a livekit-server binary or put one on PATH; in a checkout "
+    "of lkbot, scripts/install-livekit-server.sh (or `make setup`) builds one into .tools/bin"
+)
 # variables that would make the server (or anything it starts) look elsewhere
 _SCRUB = (
     "LIVEKIT_URL",

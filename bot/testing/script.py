@@ -60,6 +60,12 @@ class Plan:
     usage: bool = True
 
 
+def script(**plan: Any) -> str:
+    """A user message that scripts the scripted LLM: `script(tool="calculate",
+    args={"expression": "2+2"}, then="Done.")` is `!{"tool": ...}` (the format above)."""
+    return "!" + json.dumps(plan)
+
+
 def _text_of(message: dict[str, Any]) -> str:
     content = message.get("content")
     if isinstance(content, str):
