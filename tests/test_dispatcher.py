@@ -9,6 +9,7 @@ import pytest
 
 from bot.core.context import Context
 from bot.handlers import HANDLERS
+from bot.protocol.codec import encode
 from bot.protocol.inbound import Ping
 from bot.protocol.outbound import Error, HistoryPage, SessionReady
 
@@ -150,6 +151,41 @@ async def test_flood_is_rate_limited_and_every_packet_answered(make_bot: MakeBot
     limited = [a[0] for a in answers[3:]]
     assert all(isinstance(e, Error) and e.code == "rate_limited" and e.retryable for e in limited)
     assert all(e.retry_after_ms and e.retry_after_ms > 0 for e in limited)  # type: ignore[union-attr]
+
+
+async def test_a_flood_does_not_push_the_turns_out_of_the_resume_window(
+    make_bot: MakeBot,
+) -> None:
+    """`rate_limited` answers are outside the run of seqs (seq 0): never kept for a
+    resume nor written to the store. A flood used to fill the resume window with them,
+    so that a client resuming after it got `resume_gap` for its own turn's messages."""
+    bot = await make_bot(rate_burst=3, rate_per_second=0.001, resume_window=16)
+    bot.send("alice", chat("before the flood", id="m"))
+    await bot.turn_ends("alice")
+    seen = max(m.seq for m in bot.messages("alice") if m.seq)
+    for i in range(40):
+        bot.send("alice", msg("ping", id=f"f{i}"))
+    msgs = await bot.until("alice", lambda ms: all(direct_answers(ms, f"f{i}") for i in range(40)))
+    limited = [m for m in msgs if isinstance(m, Error) and m.code == "rate_limited"]
+    assert len(limited) >= 38 and all(e.seq == 0 for e in limited)
+    outbox = bot.dispatcher.conversations["alice"].outbox
+    assert outbox.first_kept == 1  # a resume from the start still gets everything
+    assert outbox.last_seq == seen + 2  # the two pings answered before the limit
+
+
+async def test_a_rate_limited_answer_is_what_its_model_would_encode(make_bot: MakeBot) -> None:
+    """The flood's answer is written without the `Error` model (it is cheaper): its
+    JSON is the model's own encoding, but for its id and time."""
+    bot = await make_bot(rate_burst=1, rate_per_second=0.001)
+    bot.send("alice", msg("ping", id="p1"))
+    bot.send("alice", msg("ping", id="p2"))
+    refused = await bot.answer("alice", "p2")
+    assert isinstance(refused, Error)
+    raw = json.loads(bot.transport.sent["alice"][-1][1])
+    model = json.loads(encode(refused))
+    assert {k: v for k, v in raw.items() if k not in ("id", "ts")} == {
+        k: v for k, v in model.items() if k not in ("id", "ts")
+    }
 
 
 async def test_a_flooding_sender_does_not_starve_another(

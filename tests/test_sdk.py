@@ -23,10 +23,12 @@ from livekit.rtc._ffi_client import FfiClient
 from bot.client.bot_client import BotClient
 from bot.sdk.ffi_routing import RoutedFfiQueue
 from bot import sdk
+from livekit.rtc.event_emitter import EventEmitter
 BotClient()
 def state():
     routed = type(FfiClient.instance.queue) is RoutedFfiQueue
-    return (routed, "lkbot-os-probe" in os.environ.get("PATH", ""))
+    emit = EventEmitter.emit.__module__ == "bot.sdk.emit_arity"
+    return (routed, "lkbot-os-probe" in os.environ.get("PATH", ""), emit)
 before = state()
 result = {action}
 print(before, result, state(), sdk.enabled(), flush=True)
@@ -56,17 +58,71 @@ def _probe(action: str) -> str:
 
 
 def test_the_client_library_changes_nothing_until_asked() -> None:
-    assert _probe("None") == "(False, False) None (False, False) False"
+    assert _probe("None") == "(False, False, False) None (False, False, False) False"
 
 
 def test_enable_patches_a_supported_sdk() -> None:
     before, _, after = _probe("sdk.enable()").partition(" True ")
-    assert before == "(False, False)"
-    assert after == "(True, True) True"
+    assert before == "(False, False, False)"
+    assert after == "(True, True, True) True"
 
 
 def test_an_unknown_sdk_version_runs_stock() -> None:
-    assert _probe("sdk.enable('9.0.0')") == "(False, False) False (False, False) False"
+    assert (
+        _probe("sdk.enable('9.0.0')") == "(False, False, False) False (False, False, False) False"
+    )
+
+
+def test_emit_calls_each_callback_as_the_stock_emit_does_with_one_signature_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The patched emit passes each callback as many arguments as it takes (all of
+    them with *args), exactly as livekit's own; it works a callback's arity out once."""
+    import inspect
+
+    from livekit.rtc.event_emitter import EventEmitter
+
+    from bot.sdk import emit_arity
+
+    got: list[tuple[str, tuple[object, ...]]] = []
+
+    def none() -> None:
+        got.append(("none", ()))
+
+    def one(a: object) -> None:
+        got.append(("one", (a,)))
+
+    def three(a: object, b: object, c: object = "default") -> None:
+        got.append(("three", (a, b, c)))
+
+    def star(*a: object) -> None:
+        got.append(("star", a))
+
+    class Handler:
+        def method(self, a: object, b: object) -> None:
+            got.append(("method", (a, b)))
+
+    emitter: EventEmitter[str] = EventEmitter()
+    for cb in (
+        none,
+        one,
+        three,
+        star,
+        Handler().method,
+        lambda a, b: got.append(("lambda", (a, b))),
+    ):
+        emitter.on("e", cb)
+    calls = []
+    real = inspect.signature
+    monkeypatch.setattr(inspect, "signature", lambda f: calls.append(f) or real(f))
+    emit_arity._emit(emitter, "e", 1, 2)
+    patched = sorted(got)
+    got.clear()
+    emit_arity._stock_emit(emitter, "e", 1, 2)
+    assert patched == sorted(got) and len(got) == 6
+    calls.clear()
+    emit_arity._emit(emitter, "e", 1, 2)
+    assert calls == []  # each arity was kept
 
 
 @pytest.mark.parametrize("plant", ["file", "symlink", "open dir", "extra file"])

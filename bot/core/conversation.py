@@ -156,6 +156,24 @@ class Conversation:
         self.journal.lease_end(lease.turn)
 
     def send_error(self, error: BotError, *, reply_to: str | None, topic: str) -> None:
+        """Answer with `error`. A `rate_limited` one is outside the run of seqs (seq 0):
+        never kept for a resume nor stored, so that a flood can neither push a turn's
+        messages out of the resume window nor make the store write per packet."""
+        if error.code == ErrorCode.RATE_LIMITED and not error.details:
+            # one per packet of a flood: its JSON without a model (a flood's profile
+            # had the model's copy and dump at a third of each refusal)
+            fields: dict[str, object] = {
+                "reply_to": reply_to,
+                "type": "error",
+                "code": error.code.value,
+                "message": error.message,
+                "retryable": error.retryable,
+            }
+            if error.retry_after_ms is not None:
+                fields["retry_after_ms"] = error.retry_after_ms
+            self.outbox.put_fields(fields, topic)
+            return
+        sequenced = self.restored and error.code != ErrorCode.RATE_LIMITED
         self.outbox.put(
             Error(
                 code=error.code,
@@ -166,7 +184,7 @@ class Conversation:
                 reply_to=reply_to,
             ),
             topic,
-            sequenced=self.restored,  # before the store was read there is no counter
+            sequenced=sequenced,  # before the store was read there is no counter
         )
 
     def refuse(self, packet: Packet, error: BotError) -> None:

@@ -1,12 +1,13 @@
 """Workarounds for the LiveKit Python SDK (`livekit.rtc`), in one place and opt-in.
 
-Three process-wide changes make many rooms (or many clients) in one process cheap
+Four process-wide changes make many rooms (or many clients) in one process cheap
 (measured in docs/performance.md):
 
 - `native_logs.quiet()`: native (Rust, libwebrtc) logs stay in Rust instead of each
   record crossing into Python;
 - `os_probe`: the SDK's per-connect OS probe no longer runs `lsb_release`;
-- `ffi_routing`: each FFI room event wakes only its own `Room`, not every one.
+- `ffi_routing`: each FFI room event wakes only its own `Room`, not every one;
+- `emit_arity`: an event's callbacks are called without `inspect.signature` each time.
 
 They replace parts of the SDK's process-wide state, so a library must not apply them
 behind its importer's back: the worker (`bot start`) and `bot chat` call `enable()`;
@@ -35,7 +36,7 @@ def supported(version: str = rtc_version) -> bool:
 
 
 def enable(version: str = rtc_version) -> bool:
-    """Apply the three patches (once); False, and nothing changed, on an SDK version
+    """Apply the patches (once); False, and nothing changed, on an SDK version
     they were not written for."""
     global _enabled
     with _lock:
@@ -48,10 +49,11 @@ def enable(version: str = rtc_version) -> bool:
                 ", ".join(f"{v}x" for v in SUPPORTED),
             )
             return False
-        from . import ffi_routing, native_logs
+        from . import emit_arity, ffi_routing, native_logs
 
         native_logs.quiet()  # also skips the OS probe's lsb_release (os_probe.py)
         ffi_routing.install()
+        emit_arity.install()
         _enabled = True
         return True
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import secrets
 from collections import deque
@@ -85,6 +86,11 @@ class Outbox:
         self._window_bytes = 0
         self._journal = journal
         self._detached = False
+        # ids: `b<seq>-<nonce>` (a seq is this conversation's once; the nonce tells
+        # apart what two bots stamped), `b0-<nonce><n>` outside the run of seqs. Drawn
+        # once: a flood answered from the OS's entropy per packet showed in its profile
+        self._nonce = secrets.token_hex(3)
+        self._unsequenced = 0
 
     @property
     def last_seq(self) -> int:
@@ -152,8 +158,9 @@ class Outbox:
         if self._closed:
             return msg
         if not sequenced:
+            self._unsequenced += 1
             stamped = msg.model_copy(
-                update={"id": f"b0-{secrets.token_hex(4)}", "seq": 0, "ts": now_ms()}
+                update={"id": f"b0-{self._nonce}{self._unsequenced}", "seq": 0, "ts": now_ms()}
             )
             text = encode(stamped)
             metrics.observe_sent(stamped)
@@ -161,7 +168,7 @@ class Outbox:
             return stamped
         self._seq += 1
         stamped = msg.model_copy(
-            update={"id": f"b{self._seq}-{secrets.token_hex(3)}", "seq": self._seq, "ts": now_ms()}
+            update={"id": f"b{self._seq}-{self._nonce}", "seq": self._seq, "ts": now_ms()}
         )
         text = encode(stamped)
         sent = _Sent(self._seq, stamped.id, topic, text, len(text.encode()))
@@ -172,6 +179,19 @@ class Outbox:
             self._journal.sent(SentRecord(kept.seq, kept.id, topic, kept.text))
         self._enqueue(sent)
         return stamped
+
+    def put_fields(self, fields: dict[str, object], topic: str) -> None:
+        """An unsequenced message given as its JSON fields, without a model: the cheap
+        answer to a flood (`Conversation.send_error`). The fields are the message's as
+        its model would encode them (tests/test_dispatcher.py checks the two agree)."""
+        if self._closed:
+            return
+        self._unsequenced += 1
+        msg_id = f"b0-{self._nonce}{self._unsequenced}"
+        body = {"v": 1, "id": msg_id, "seq": 0, "ts": now_ms(), **fields}
+        text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+        metrics.MESSAGES.labels(str(fields["type"])).inc()
+        self._enqueue(_Sent(0, msg_id, topic, text, len(text.encode())))
 
     def forget(self) -> None:
         """history.reset: nothing sent so far can be replayed (the store's window too)."""

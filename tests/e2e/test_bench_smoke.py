@@ -102,3 +102,12 @@ def test_client_tool_bench_measures_every_leg() -> None:
     result = json.loads(_run("bench.client_tool", "--turns", "3"))
     assert result["floor"]["n"] == result["peer"]["n"] == 3
     assert {k: v["n"] for k, v in result["ours"].items()} == {"plain": 3, "tool": 3, "leg": 3}
+
+
+@pytest.mark.timeout(900)
+def test_flood_bench_measures_both_phases() -> None:
+    result = json.loads(_run("bench.flood", "--turns", "3"))
+    for phase in ("alone", "flood"):
+        assert result[phase]["n"] > 0 and result[phase]["worker_cpu_pct"] > 0
+    assert result["flooder"]["sent"] > 0
+    assert result["floor"]["n"] == result["peer"]["n"] == 3
