@@ -17,20 +17,17 @@ each, turns one after another:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import os
 import time
 import uuid
 from typing import Any
 
-from bot import sdk
 from bot.client.bot_client import BotClient
 from bot.protocol.outbound import BotMessage, ToolCall, TurnEnd, TurnToolResult
 
 from .load import EchoUser, PeerUser, token_for
-from .report import fmt, machine, md_table, publish_section
+from .report import fmt, machine, md_table, publish_section, turns_bench_main
 from .stack import OURS_AGENT, PEER_AGENT, ROOT, nearest_rank, start_stack
 
 PERFORMANCE = ROOT / "docs" / "performance.md"
@@ -164,16 +161,14 @@ def publish(result: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    sdk.enable()
-    parser = argparse.ArgumentParser(prog="python -m bench.client_tool", description=__doc__)
-    parser.add_argument("--turns", type=int, default=200)
-    parser.add_argument("--publish", action="store_true", help="write docs/performance.md")
-    args = parser.parse_args(argv)
-    result = measure(args.turns)
-    print(json.dumps(result, indent=2))
-    if args.publish:
-        publish(result)
-    return 0
+    return turns_bench_main(
+        argv,
+        prog="python -m bench.client_tool",
+        doc=__doc__,
+        turns=200,
+        measure=measure,
+        publish=publish,
+    )
 
 
 if __name__ == "__main__":

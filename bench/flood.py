@@ -32,7 +32,7 @@ from bot import sdk
 from bot.client.bot_client import BotClient
 
 from .load import EchoUser, OursUser, PeerUser, token_for
-from .report import fmt, machine, md_table, publish_section
+from .report import fmt, machine, md_table, publish_section, turns_bench_main
 from .run import py_spy
 from .stack import OURS_AGENT, PEER_AGENT, ROOT, Stack, nearest_rank, start_stack
 
@@ -210,21 +210,25 @@ def publish(result: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    sdk.enable()
-    parser = argparse.ArgumentParser(prog="python -m bench.flood", description=__doc__)
-    parser.add_argument("--turns", type=int, default=100)
-    parser.add_argument("--publish", action="store_true", help="write docs/performance.md")
-    parser.add_argument("--flooder", metavar="ROOM", help=argparse.SUPPRESS)
-    parser.add_argument("--seconds", type=float, default=600, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.flooder:
-        asyncio.run(flooder(args.flooder, args.seconds))
+    flooding = argparse.ArgumentParser(add_help=False)  # the flooder's own process
+    flooding.add_argument("--flooder", metavar="ROOM")
+    flooding.add_argument("--seconds", type=float, default=600)
+    known, _ = flooding.parse_known_args(argv)
+    if known.flooder:
+        asyncio.run(flooder(known.flooder, known.seconds))
         return 0
-    result = measure(args.turns)
-    print(json.dumps(result, indent=2))
-    if args.publish:
-        publish(result)
-    return 0
+    parser = argparse.ArgumentParser(prog="python -m bench.flood", description=__doc__)
+    parser.add_argument("--flooder", help=argparse.SUPPRESS)
+    parser.add_argument("--seconds", type=float, help=argparse.SUPPRESS)
+    return turns_bench_main(
+        argv,
+        prog="python -m bench.flood",
+        doc=__doc__,
+        turns=100,
+        measure=measure,
+        publish=publish,
+        parser=parser,
+    )
 
 
 if __name__ == "__main__":

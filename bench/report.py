@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import math
 import platform
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -255,3 +258,30 @@ def publish_section(text: str, path: Path, start: str, end: str) -> None:
     else:
         doc = doc.rstrip("\n") + "\n\n" + text
     path.write_text(doc)
+
+
+def turns_bench_main(
+    argv: list[str] | None,
+    *,
+    prog: str,
+    doc: str | None,
+    turns: int,
+    measure: Callable[[int], dict[str, Any]],
+    publish: Callable[[dict[str, Any]], None],
+    parser: argparse.ArgumentParser | None = None,
+) -> int:
+    """The command line of a bench measured in turns: `--turns N`, `--publish` (into
+    docs/performance.md); the result is printed as JSON. `parser`: one with more
+    options of its own, already made (their values are its caller's to read)."""
+    from bot import sdk
+
+    sdk.enable()
+    parser = parser or argparse.ArgumentParser(prog=prog, description=doc)
+    parser.add_argument("--turns", type=int, default=turns)
+    parser.add_argument("--publish", action="store_true", help="write docs/performance.md")
+    args = parser.parse_args(argv)
+    result = measure(args.turns)
+    print(json.dumps(result, indent=2))
+    if args.publish:
+        publish(result)
+    return 0
