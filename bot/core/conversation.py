@@ -21,7 +21,7 @@ from ..store.model import now_ms
 from ..transport import Packet, Transport
 from ..turns.client_tools import ClientTools
 from ..turns.emitter import TurnEmitter
-from ..turns.engine import Decision, TurnEngine, parse_arguments
+from ..turns.engine import Decision, TurnEngine, await_approval
 from ..turns.pending import Pending
 from ..turns.queue import TurnQueue
 from ..turns.suspension import Suspension
@@ -128,14 +128,10 @@ class Conversation:
             return  # it goes on at once, the call settled `expired`
         # it waits from now on: an answer in the packets read next is taken, and a
         # client starting over is asked again
-        waiting = suspension.calls[0]
-        emit = TurnEmitter(self.outbox, turn)
-        args = parse_arguments(waiting["arguments"])
-
-        def ask() -> None:
-            emit.approval_request(waiting["call_id"], waiting["name"], args, suspension.expires_at)
-
-        self.approvals.begin(waiting["call_id"], ask)
+        waiting = suspension.function_calls()[0]
+        await_approval(
+            self.approvals, TurnEmitter(self.outbox, turn), waiting, suspension.expires_at
+        )
 
     def _interrupted(self, lease: Lease) -> None:
         log.warning("turn %s was left running by a bot that stopped; ending it", lease.turn)

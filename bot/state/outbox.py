@@ -158,9 +158,8 @@ class Outbox:
         if self._closed:
             return msg
         if not sequenced:
-            self._unsequenced += 1
             stamped = msg.model_copy(
-                update={"id": f"b0-{self._nonce}{self._unsequenced}", "seq": 0, "ts": now_ms()}
+                update={"id": self._unsequenced_id(), "seq": 0, "ts": now_ms()}
             )
             text = encode(stamped)
             metrics.observe_sent(stamped)
@@ -180,14 +179,17 @@ class Outbox:
         self._enqueue(sent)
         return stamped
 
+    def _unsequenced_id(self) -> str:
+        self._unsequenced += 1
+        return f"b0-{self._nonce}{self._unsequenced}"
+
     def put_fields(self, fields: dict[str, object], topic: str) -> None:
         """An unsequenced message given as its JSON fields, without a model: the cheap
         answer to a flood (`Conversation.send_error`). The fields are the message's as
         its model would encode them (tests/test_dispatcher.py checks the two agree)."""
         if self._closed:
             return
-        self._unsequenced += 1
-        msg_id = f"b0-{self._nonce}{self._unsequenced}"
+        msg_id = self._unsequenced_id()
         body = {"v": 1, "id": msg_id, "seq": 0, "ts": now_ms(), **fields}
         text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
         metrics.MESSAGES.labels(str(fields["type"])).inc()

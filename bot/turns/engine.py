@@ -95,6 +95,20 @@ def parse_arguments(raw: str) -> JsonValue:
     return value
 
 
+def await_approval(
+    approvals: Pending[Decision],
+    emit: TurnEmitter,
+    call: llm.FunctionToolCall,
+    expires_at: int,
+) -> asyncio.Future[Decision]:
+    """`call` waits for the user's `tool.approve` from now on; a client that starts over
+    is sent its `tool.approval_request` again (`Pending.ask_again`)."""
+    args = parse_arguments(call.arguments)
+    return approvals.begin(
+        call.call_id, lambda: emit.approval_request(call.call_id, call.name, args, expires_at)
+    )
+
+
 def _never_called(**_: Any) -> Any:
     raise AssertionError("a schema-only tool is never called: the engine runs the tool itself")
 
@@ -456,26 +470,21 @@ class TurnEngine:
         conversation continues the turn from it. A continued turn (`state.asked_until`)
         waits for the request it made before, until that one expires."""
         turn = state.turn
-        args = parse_arguments(call.arguments)
         asked, state.asked_until = state.asked_until, None
         expires_at = (
             asked if asked is not None else now_ms() + round(self._settings.approval_timeout * 1000)
         )
-
-        def ask() -> None:
-            emit.approval_request(call.call_id, call.name, args, expires_at)
-
         if state.suspend is not None:
+            # before the request: what the client holds, the store holds
             step, calls = pending
             reply = "".join(state.text_parts)
             kept = suspend(step, reply, chat_ctx.items[state.base :], calls, expires_at)
-            state.suspend(
-                kept.to_json()
-            )  # before the request: what the client holds, the store holds
-        future = approvals.begin(call.call_id, ask)
+            state.suspend(kept.to_json())
+        future = await_approval(approvals, emit, call, expires_at)
         if asked is None:
+            args = parse_arguments(call.arguments)
             emit.tool_call(call.call_id, call.name, args)  # never hidden: the user decides on it
-            ask()
+            emit.approval_request(call.call_id, call.name, args, expires_at)
             emit.status("awaiting_approval")
         loop = asyncio.get_running_loop()
         started = loop.time()

@@ -118,9 +118,7 @@ class TurnQueue:
     async def _run(self, turn: Turn, emit: TurnEmitter) -> None:
         if turn.resumed is None:  # a continued turn started on another writer
             emit.start()
-        if (
-            turn.cancel_reason is not None
-        ):  # cancelled while queued: it still gets its start and end
+        if turn.cancel_reason is not None:  # cancelled while queued: it still gets its end
             if turn.resumed is not None and not turn.detached:
                 waiting = turn.resumed.calls[0]["call_id"]  # settled inside its turn
                 emit.tool_result(waiting, "cancelled", None)
