@@ -52,8 +52,11 @@ _OURS = ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET")
 
 @dataclass
 class Process:
+    """A process the kit (or our own e2e suite) started, its output in a log file."""
+
     process: subprocess.Popen[bytes]
     log: Path
+    name: str = ""
 
     def text(self) -> str:
         return self.log.read_text(errors="replace")
@@ -62,13 +65,32 @@ class Process:
         return stop_process(self.process, timeout)
 
 
-def _spawn(args: list[str], env: dict[str, str], name: str, cwd: Path) -> Process:
-    log = Path(tempfile.mkstemp(prefix=f"lkbot-kit-{name}-", suffix=".log")[1])
+def spawn(args: list[str], env: dict[str, str], name: str, cwd: Path) -> Process:
+    """`args` in a session of its own (a SIGKILL of its group reaches its children)."""
+    log = Path(tempfile.mkstemp(prefix=f"lkbot-{name}-", suffix=".log")[1])
     with log.open("wb") as out:
         process = subprocess.Popen(
             args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True
         )
-    return Process(process, log)
+    return Process(process, log, name)
+
+
+def start_scripted_llm(
+    env: dict[str, str], cwd: Path, *, timeout: float = BOUND
+) -> tuple[Process, str]:
+    """`bot.testing.llm_server` on a free port, once it listens; its base URL."""
+    port = free_port()
+    llm = spawn(
+        [sys.executable, "-m", "bot.testing.llm_server", "--port", str(port)], env, "llm", cwd
+    )
+    wait_until(
+        lambda: "scripted LLM server on" in llm.text(),
+        llm.process,
+        llm.log,
+        what="the scripted LLM server",
+        timeout=timeout,
+    )
+    return llm, f"http://127.0.0.1:{port}/v1"
 
 
 class Stack:
@@ -112,21 +134,7 @@ class Stack:
         return self
 
     def _start_llm(self) -> None:
-        port = free_port()
-        llm = self.llm = _spawn(
-            [sys.executable, "-m", "bot.testing.llm_server", "--port", str(port)],
-            dict(os.environ),
-            "llm",
-            self.cwd,
-        )
-        wait_until(
-            lambda: "scripted LLM server on" in llm.text(),
-            llm.process,
-            llm.log,
-            what="the scripted LLM server",
-            timeout=BOUND,
-        )
-        self.llm_url = f"http://127.0.0.1:{port}/v1"
+        self.llm, self.llm_url = start_scripted_llm(dict(os.environ), self.cwd)
 
     def worker_env(self) -> dict[str, str]:
         assert self.server is not None
@@ -152,10 +160,10 @@ class Stack:
 
     def _start_worker(self) -> Process:
         ready = Path(tempfile.mkdtemp(prefix="lkbot-kit-ready-")) / "ready"
-        worker = _spawn(
+        worker = spawn(
             [sys.executable, "-m", "bot", "start", "--ready-file", str(ready)],
             self.worker_env(),
-            "worker",
+            "kit-worker",
             self.cwd,
         )
         wait_until(ready.exists, worker.process, worker.log, what="the bot", timeout=2 * BOUND)

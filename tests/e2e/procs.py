@@ -3,64 +3,36 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from bot.dev import livekit_server
 from bot.dev.livekit_server import DevServer
-from bot.dev.processes import free_port, stop_process, wait_until
+from bot.dev.processes import wait_until
+from bot.testing.kit import Process, spawn, start_scripted_llm
 
 ROOT = Path(__file__).resolve().parents[2]
 
+
+Proc = Process  # the kit's (bot/testing/kit.py): our suite starts processes as it does
 
 # every process the tests started, for the logs a failed test shows (conftest.py)
 STARTED: list[Proc] = []
 
 
-@dataclass
-class Proc:
-    process: subprocess.Popen[bytes]
-    log: Path
-    name: str = ""
-
-    def stop(self, timeout: float = 20.0) -> int:
-        return stop_process(self.process, timeout)
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
 def _spawn(args: list[str], env: dict[str, str], name: str) -> Proc:
-    log = Path(tempfile.mkstemp(prefix=f"lkbot-{name}-", suffix=".log")[1])
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True
-        )
-    proc = Proc(process, log, name)
+    proc = spawn(args, env, name, ROOT)
     STARTED.append(proc)
     return proc
 
 
 def start_llm_server() -> tuple[Proc, str]:
-    port = free_port()
-    proc = _spawn(
-        [sys.executable, "-m", "bot.testing.llm_server", "--port", str(port)],
-        dict(os.environ),
-        "llm",
-    )
-    wait_until(
-        lambda: "scripted LLM server on" in proc.text(),
-        proc.process,
-        proc.log,
-        what="LLM server",
-        timeout=30,
-    )
-    return proc, f"http://127.0.0.1:{port}/v1"
+    proc, url = start_scripted_llm(dict(os.environ), ROOT, timeout=30)
+    STARTED.append(proc)
+    return proc, url
 
 
 def _env(lk: DevServer, **extra: str) -> dict[str, str]:
