@@ -451,16 +451,17 @@ class User:
         await self.client.disconnect()
 
 
-# how a reply is streamed varies with timing (the deltas' sizes, the status changes):
-# its `turn.reply` carries the whole text
-_TIMING = ("turn.delta", "turn.status")
+# what varies with timing: how a reply is streamed (the deltas' sizes, the status
+# changes; its `turn.reply` carries the whole text), and the handshake (a client says
+# hello again when the bot does not answer at once, and each try may be answered)
+_TIMING = ("turn.delta", "turn.status", "session.ready")
 
 
 def normalise(messages: Iterable[BotMessage]) -> list[dict[str, Any]]:
     """A conversation's protocol messages with what changes from run to run replaced:
     ids, turn and call ids become stable names (`turn-1`, `call-1`...) in order of first
-    appearance; timestamps, seqs, usage and expiry times go, and so do `turn.delta` and
-    `turn.status` (their number depends on timing; `turn.reply` holds the text)."""
+    appearance; timestamps, seqs, usage and expiry times go, and so do `turn.delta`,
+    `turn.status` and `session.ready` (how many there are depends on timing)."""
     names: dict[str, str] = {}
 
     def name(value: str, kind: str) -> str:
@@ -481,8 +482,6 @@ def normalise(messages: Iterable[BotMessage]) -> list[dict[str, Any]]:
                 data[key] = name(data[key], "turn" if key == "turn" else "call")
         if isinstance(data.get("reply_to"), str):
             data["reply_to"] = name(data["reply_to"], "msg")
-        if data.get("type") == "session.ready":
-            data = {"type": "session.ready", "protocol": data.get("protocol")}
         out.append(data)
     return out
 
