@@ -13,10 +13,13 @@ import asyncio
 import ssl
 import threading
 import weakref
+from dataclasses import dataclass
+from typing import Any
 
 import httpx2 as httpx  # what livekit-plugins-openai builds its clients with
 import openai as openai_sdk
 from livekit.agents import NOT_GIVEN
+from livekit.agents.inference.llm import drop_unsupported_params
 from livekit.plugins import openai
 
 from ..config import ConfigError, Settings
@@ -26,8 +29,31 @@ _ssl_context: ssl.SSLContext | None = None
 # one client per (event loop, endpoint): the thread executor runs a loop per room, and
 # an HTTP connection belongs to the loop that opened it
 _clients: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[tuple[str | None, str], openai_sdk.AsyncClient]
+    asyncio.AbstractEventLoop, dict[tuple[str | None, str], _Shared]
 ] = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """What `build_llm` made a model with: where `stream.DirectStep` sends its requests."""
+
+    base_url: str | None
+    api_key: str
+    model: str
+    extra: dict[str, Any]  # more request fields (temperature)
+
+
+# the models build_llm made
+_endpoints: weakref.WeakKeyDictionary[openai.LLM, Endpoint] = weakref.WeakKeyDictionary()
+
+
+def endpoint_of(model: object) -> Endpoint | None:
+    """What `build_llm` made `model` with; None for a model made elsewhere."""
+    try:
+        found: Endpoint | None = _endpoints.get(model)  # type: ignore[call-overload]
+        return found
+    except TypeError:  # not weakly referable: not ours
+        return None
 
 
 def shared_ssl_context() -> ssl.SSLContext:
@@ -39,29 +65,55 @@ def shared_ssl_context() -> ssl.SSLContext:
         return _ssl_context
 
 
-def shared_client(base_url: str | None, api_key: str) -> openai_sdk.AsyncClient:
-    """The running loop's HTTP client for this endpoint, made on first use."""
+@dataclass(frozen=True)
+class _Shared:
+    client: openai_sdk.AsyncClient
+    http: httpx.AsyncClient  # the client's connection pool
+    url: str  # its chat completions endpoint
+    headers: dict[str, str]  # what the client sends with a request
+
+
+def _shared(base_url: str | None, api_key: str) -> _Shared:
     loop = asyncio.get_running_loop()
     with _lock:
         per_loop = _clients.setdefault(loop, {})
-        client = per_loop.get((base_url, api_key))
-    if client is not None and not client.is_closed():
-        return client
+        shared = per_loop.get((base_url, api_key))
+    if shared is not None and not shared.client.is_closed():
+        return shared
+    http = httpx.AsyncClient(
+        verify=shared_ssl_context(),
+        # the request timeout comes from the engine's APIConnectOptions (BOT_LLM_TIMEOUT)
+        timeout=httpx.Timeout(connect=15.0, read=5.0, write=5.0, pool=5.0),
+        follow_redirects=True,
+        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+    )
     client = openai_sdk.AsyncClient(
         api_key=api_key,
         base_url=base_url,
         max_retries=0,  # retries are the engine's (BOT_LLM_RETRIES)
-        http_client=httpx.AsyncClient(
-            verify=shared_ssl_context(),
-            # the request timeout comes from the engine's APIConnectOptions (BOT_LLM_TIMEOUT)
-            timeout=httpx.Timeout(connect=15.0, read=5.0, write=5.0, pool=5.0),
-            follow_redirects=True,
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
-        ),
+        http_client=http,
     )
+    headers = {k: v for k, v in client.default_headers.items() if isinstance(v, str)}
+    headers["Authorization"] = f"Bearer {api_key}"
+    url = str(client.base_url).rstrip("/") + "/chat/completions"
+    shared = _Shared(client, http, url, headers)
     with _lock:
-        per_loop[(base_url, api_key)] = client
-    return client
+        per_loop[(base_url, api_key)] = shared
+    return shared
+
+
+def shared_client(base_url: str | None, api_key: str) -> openai_sdk.AsyncClient:
+    """The running loop's OpenAI client for this endpoint, made on first use."""
+    return _shared(base_url, api_key).client
+
+
+def shared_http(
+    base_url: str | None, api_key: str
+) -> tuple[httpx.AsyncClient, str, dict[str, str]]:
+    """The running loop's OpenAI client for this endpoint as `stream.DirectStep` sends
+    with it: its HTTP connection pool, its chat completions URL and its headers."""
+    shared = _shared(base_url, api_key)
+    return shared.http, shared.url, shared.headers
 
 
 def api_key(settings: Settings) -> str:
@@ -85,7 +137,7 @@ def build_llm(settings: Settings) -> openai.LLM:
         client: openai_sdk.AsyncClient | None = shared_client(settings.openai_base_url, key)
     except RuntimeError:  # no running loop
         client = None
-    return openai.LLM(
+    model = openai.LLM(
         model=settings.model,
         api_key=key,
         base_url=settings.openai_base_url or NOT_GIVEN,
@@ -93,3 +145,9 @@ def build_llm(settings: Settings) -> openai.LLM:
         max_retries=0,  # retries are the engine's (BOT_LLM_RETRIES)
         client=client,
     )
+    extra = {} if settings.temperature is None else {"temperature": settings.temperature}
+    # what livekit-plugins-openai would leave out for this model (e.g. a reasoning
+    # model's temperature)
+    extra = drop_unsupported_params(settings.model, extra)
+    _endpoints[model] = Endpoint(settings.openai_base_url, key, settings.model, extra)
+    return model

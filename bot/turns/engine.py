@@ -16,6 +16,7 @@ from livekit.agents.llm.utils import execute_function_call
 from pydantic import JsonValue
 
 from ..config import Settings
+from ..llm.stream import Prompt, step_for
 from ..llm.tools.names import tool_name
 from ..protocol.errors import BotError, InternalError, LlmTimeout, LlmUnavailable
 from ..protocol.outbound import ToolInfo, ToolStatus, Usage
@@ -46,7 +47,6 @@ class _TurnState:
     text_parts: list[str] = field(default_factory=list)
     deadline: asyncio.Timeout | None = None  # BOT_TURN_TIMEOUT; waits for a person pause it
     suspend: Suspend | None = None
-    base: int = 0  # chat context items before the turn's own (system prompt, history)
     asked_until: int | None = None  # a continued turn: its first call was asked already
 
 
@@ -172,6 +172,7 @@ class TurnEngine:
         self._conn = APIConnectOptions(
             max_retry=settings.llm_retries, retry_interval=0.5, timeout=settings.llm_timeout
         )
+        self._step = step_for(model, self._conn, direct=settings.llm_stream == "direct")
 
     def tool_infos(self, allowed: frozenset[str] | None = None) -> list[ToolInfo]:
         return [
@@ -184,13 +185,6 @@ class TurnEngine:
             for name, tool in self._tool_ctx.function_tools.items()
             if allowed is None or name in allowed
         ]
-
-    def _chat_context(self, history: History) -> llm.ChatContext:
-        ctx = llm.ChatContext.empty()
-        ctx.add_message(role="system", content=self._system_prompt)
-        for entry in history.recent(self._settings.context_max_items):
-            ctx.add_message(role=entry.role, content=entry.text)
-        return ctx
 
     @property
     def tool_names(self) -> set[str]:
@@ -263,8 +257,12 @@ class TurnEngine:
         approvals: Pending[Decision] | None = None,
     ) -> None:
         """LLM calls and tool calls, until the model answers without calling a tool."""
-        chat_ctx = self._chat_context(history)
-        state.base = len(chat_ctx.items)
+        # the turn's own items (texts between tool calls, calls, outputs) after the
+        # system prompt and the history
+        chat_ctx = llm.ChatContext.empty()
+        prompt = Prompt(
+            self._system_prompt, history.recent(self._settings.context_max_items), chat_ctx
+        )
         text_parts = state.text_parts
         first, calls_left = 0, None
         resumed = state.turn.resumed
@@ -283,7 +281,7 @@ class TurnEngine:
                 )
                 first_part = len(text_parts)
                 calls, state.usage = await self._llm_step(
-                    chat_ctx, tools, emit, coalescer, text_parts, state.usage
+                    prompt, tools, emit, coalescer, text_parts, state.usage
                 )
                 if not calls:
                     return
@@ -343,41 +341,37 @@ class TurnEngine:
 
     async def _llm_step(
         self,
-        chat_ctx: llm.ChatContext,
+        prompt: Prompt,
         tools: list[llm.Tool],
         emit: TurnEmitter,
         coalescer: DeltaCoalescer,
         text_parts: list[str],
         usage: Usage | None,
     ) -> tuple[list[llm.FunctionToolCall], Usage | None]:
-        calls: list[llm.FunctionToolCall] = []
         had_text = bool(text_parts)
         step_started = False
-        async with self._llm.chat(
-            chat_ctx=chat_ctx, tools=tools, conn_options=self._conn
-        ) as stream:
-            async for chunk in stream:
-                if chunk.usage is not None:
-                    before = usage or Usage()
-                    usage = Usage(
-                        prompt_tokens=before.prompt_tokens + chunk.usage.prompt_tokens,
-                        completion_tokens=before.completion_tokens + chunk.usage.completion_tokens,
-                        total_tokens=before.total_tokens + chunk.usage.total_tokens,
-                    )
-                if chunk.delta is None:
-                    continue
-                if chunk.delta.content:
-                    text = chunk.delta.content
-                    if not step_started:
-                        step_started = True
-                        coalescer.flush()
-                        emit.status("writing")
-                        if had_text:
-                            text = STEP_SEPARATOR + text
-                    text_parts.append(text)
-                    coalescer.push(text)
-                calls.extend(chunk.delta.tool_calls)
-        return calls, usage
+
+        def on_text(text: str) -> None:
+            nonlocal step_started
+            if not step_started:
+                step_started = True
+                coalescer.flush()
+                emit.status("writing")
+                if had_text:
+                    text = STEP_SEPARATOR + text
+            text_parts.append(text)
+            coalescer.push(text)
+
+        result = await self._step(prompt, tools, on_text)
+        if result.tokens is not None:
+            before = usage or Usage()
+            p, c, t = result.tokens
+            usage = Usage(
+                prompt_tokens=before.prompt_tokens + p,
+                completion_tokens=before.completion_tokens + c,
+                total_tokens=before.total_tokens + t,
+            )
+        return result.calls, usage
 
     async def _run_tool(
         self,
@@ -478,7 +472,7 @@ class TurnEngine:
             # before the request: what the client holds, the store holds
             step, calls = pending
             reply = "".join(state.text_parts)
-            kept = suspend(step, reply, chat_ctx.items[state.base :], calls, expires_at)
+            kept = suspend(step, reply, chat_ctx.items, calls, expires_at)
             state.suspend(kept.to_json())
         future = await_approval(approvals, emit, call, expires_at)
         if asked is None:
