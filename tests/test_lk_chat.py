@@ -96,13 +96,15 @@ async def test_a_turn_becomes_one_stream_to_its_sender_closed_as_final() -> None
     assert room.states == ["thinking", "speaking", "listening"]
 
 
-async def test_protocol_turns_move_the_state_but_are_not_rendered_and_errors_read() -> None:
+async def test_protocol_turns_neither_move_the_state_nor_are_rendered_and_errors_read() -> None:
+    """A protocol client's turn is its own (turn.status, privately): the room-wide
+    state follows only the turns of LiveKit chat users, whose UIs show it."""
     room = Room()
     mirror = TranscriptionMirror(room.open, room.states.append)
     await mirror.sent("bob", sent(stamp(TurnStart, 1, turn="t_9", reply_to="c1")))
     await mirror.sent("bob", sent(stamp(TurnDelta, 2, turn="t_9", reply_to="c1", text="x")))
     await mirror.sent("bob", sent(stamp(TurnEnd, 3, turn="t_9", reply_to="c1", status="completed")))
-    assert room.writers == [] and room.states == ["thinking", "speaking", "listening"]
+    assert room.writers == [] and room.states == [] and mirror.state == "listening"
 
     err = stamp(Error, 4, code="busy", message="a turn is running", retryable=True)
     await mirror.sent("cy", sent(err.model_copy(update={"reply_to": "lkchat-TS_2"})))  # type: ignore[attr-defined]

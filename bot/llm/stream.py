@@ -20,6 +20,7 @@ Two ways, the same result (tests/test_llm_stream.py holds them to it):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -37,6 +38,7 @@ from .endpoint import Endpoint, endpoint_of, shared_http
 
 log = logging.getLogger(__name__)
 
+DRAIN_S = 1.0  # what is left of a response after `[DONE]` is read for at most this long
 # prompt tokens, completion tokens, total tokens: what the endpoint reported
 Tokens = tuple[int, int, int]
 OnText = Callable[[str], None]
@@ -302,10 +304,13 @@ def _status_error(resp: httpx.Response) -> APIStatusError:
 
 async def _read_events(resp: httpx.Response, answer: _Answer) -> None:
     """Server-sent events: `data:` lines, an event ends at a blank line, `[DONE]` ends
-    the stream."""
+    the answer. The body is then read to its end (at most DRAIN_S more): a response
+    left unread closes its connection instead of giving it back to the pool, and a new
+    connection per turn cost more than the rest of the request."""
     pending = b""
     data: list[bytes] = []
-    async for chunk in resp.aiter_bytes():
+    chunks = resp.aiter_bytes()
+    async for chunk in chunks:
         pending += chunk
         lines = pending.split(b"\n")
         pending = lines.pop()
@@ -320,6 +325,10 @@ async def _read_events(resp: httpx.Response, answer: _Answer) -> None:
             payload = b"\n".join(data)
             data = []
             if payload == b"[DONE]":
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(DRAIN_S):
+                        async for _ in chunks:
+                            pass
                 return
             answer.event(json.loads(payload))
     if data and (payload := b"\n".join(data)) != b"[DONE]":

@@ -45,7 +45,6 @@ FINAL = "lk.transcription_final"
 AGENT_STATE = "lk.agent.state"
 ID_PREFIX = "lkchat-"
 _MARK = f'"reply_to":"{ID_PREFIX}'
-_STATE_TYPES = ('"type":"turn.start"', '"type":"turn.delta"', '"type":"turn.end"')
 
 
 def request_id(stream_id: str) -> str:
@@ -190,8 +189,12 @@ class TranscriptionMirror:
         self.state = "listening"
 
     async def sent(self, identity: str, payload: str) -> None:
-        """Called with every message sent to `identity` (after it went out)."""
-        if _MARK not in payload and not any(t in payload for t in _STATE_TYPES):
+        """Called with every message sent to `identity` (after it went out). Only the
+        turns of LiveKit chat users move `lk.agent.state`: their UIs show it, while our
+        protocol's clients have their own `turn.status`, privately (a room-wide state
+        that followed every user's turns would tell everyone when anyone chats, and cost
+        an attribute update broadcast to the whole room three times per turn)."""
+        if _MARK not in payload:
             return
         try:
             msg: dict[str, Any] = json.loads(payload)
