@@ -108,3 +108,32 @@ async def test_events_from_other_threads_arrive_in_order_with_one_wake_up_a_batc
         del loop.call_soon_threadsafe
     assert got_a == got_b == list(range(200))
     assert wakeups < 2 * 200  # the SDK's queue: one per event and queue
+
+
+async def test_an_expected_callback_reaches_its_call_alone() -> None:
+    """`publish`'s answer: one wake-up for its own call, none for the rooms (the SDK's
+    queue put every callback into every room's queue and every call's)."""
+    router = RoutedFfiQueue()
+    room, stock_call = router.subscribe(), router.subscribe()
+    router.bind(room, 1)
+    answer = router.expect(7, asyncio.get_running_loop())
+    router.put(callback(7))
+    router.put(callback(8))  # somebody else's call (the SDK's own publish_data)
+    assert (await asyncio.wait_for(answer, 5)).publish_data.async_id == 7
+    got_room, got_stock = await drained(room, stock_call)
+    assert [e.publish_data.async_id for e in got_room] == [8]
+    assert [e.publish_data.async_id for e in got_stock] == [8]
+
+
+async def test_a_callback_before_its_call_waits_for_it_and_cancelled_calls_leave_nothing() -> None:
+    """The FFI answers on its own threads, possibly before the call has registered."""
+    router = RoutedFfiQueue()
+    loop = asyncio.get_running_loop()
+    await asyncio.to_thread(router.put, callback(3))  # before expect()
+    assert (await asyncio.wait_for(router.expect(3, loop), 5)).publish_data.async_id == 3
+    router.expect(4, loop).cancel()
+    router.forget(4)
+    assert router._waiting == {} and router._early == {}
+    for i in range(100, 100 + 2000):  # the SDK's own calls' callbacks: a bounded memory
+        router.put(callback(i))
+    assert len(router._early) <= 1024

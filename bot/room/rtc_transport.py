@@ -7,6 +7,7 @@ import logging
 
 from livekit import rtc
 
+from .. import sdk
 from ..protocol.errors import BotError, InvalidMessage, PayloadTooLarge
 from ..tasks import supervise
 from ..transport import Packet, PacketSink, Peer
@@ -157,9 +158,7 @@ class RoomTransport:
             supervise(self.mirror.left(identity), name="lk.chat relay: left")
 
     async def send(self, identity: str, topic: str, payload: str) -> None:
-        await self._room.local_participant.publish_data(
-            payload, reliable=True, destination_identities=[identity], topic=topic
-        )
+        await sdk.publish(self._room.local_participant, payload, topic=topic, to=identity)
         # someone gone gets no relay (a packet that went out as they left would put
         # their turn back into the room's state after `_left` cleared it); someone not
         # announced yet does (non-publishers are announced in 3 s batches)

@@ -16,8 +16,11 @@ everyone. The SDK's own filters still run.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from livekit import rtc
@@ -34,9 +37,14 @@ class RoutedFfiQueue(FfiQueue[proto_ffi.FfiEvent]):
         self._handles: dict[int, int] = {}  # id(queue) -> room handle
         self._by_handle: dict[int, list[Any]] = {}  # room handle -> subscribers
         self._unbound: list[Any] = []
-        # per loop, the events on their way to it; a loop is woken when its list
-        # goes from empty to not (guarded by self._lock)
-        self._batches: dict[asyncio.AbstractEventLoop, list[tuple[Any, Any]]] = {}
+        # per loop, the events on their way to it (and what takes each); a loop is woken
+        # when its list goes from empty to not (guarded by self._lock)
+        self._batches: dict[asyncio.AbstractEventLoop, list[tuple[Callable[[Any], None], Any]]] = {}
+        # `publish`: the calls waiting for their callback, by async id; callbacks that
+        # came before their call was registered (a few: a call registers right after its
+        # request returns; the others are the SDK's own calls, delivered as before)
+        self._waiting: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = {}
+        self._early: OrderedDict[int, proto_ffi.FfiEvent] = OrderedDict()
 
     def _deliver(self, subscriber: Any, item: proto_ffi.FfiEvent) -> None:
         queue, loop, filter_fn = subscriber
@@ -46,29 +54,61 @@ class RoutedFfiQueue(FfiQueue[proto_ffi.FfiEvent]):
                     return
             except Exception:
                 pass  # as the SDK does: on a filter error, deliver
+        self._to_loop(loop, queue.put_nowait, item)
+
+    def _to_loop(
+        self, loop: asyncio.AbstractEventLoop, take: Callable[[Any], None], item: Any
+    ) -> None:
         batch = self._batches.get(loop)
         if batch:
             if loop.is_closed():  # its wake-up will never run
                 del self._batches[loop]
                 return
-            batch.append((queue, item))  # a wake-up is on its way: it takes this too
+            batch.append((take, item))  # a wake-up is on its way: it takes this too
             return
         try:
             loop.call_soon_threadsafe(self._flush, loop)
         except Exception as e:  # a closed loop: as the SDK does, log and go on
             log.error("error putting to queue: %s", e)
             return
-        self._batches[loop] = [(queue, item)]
+        self._batches[loop] = [(take, item)]
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
         with self._lock:
             batch = self._batches.pop(loop, [])
-        for queue, item in batch:
-            queue.put_nowait(item)
+        for take, item in batch:
+            take(item)
+
+    def expect(self, async_id: int, loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any]:
+        """The callback of the request `async_id` (a `publish_data`), for this call
+        alone."""
+        future: asyncio.Future[Any] = loop.create_future()
+        with self._lock:
+            early = self._early.pop(async_id, None)
+            if early is None:
+                self._waiting[async_id] = (loop, future)
+        if early is not None:
+            future.set_result(early)
+        return future
+
+    def forget(self, async_id: int) -> None:
+        """A call that stopped waiting (cancelled)."""
+        with self._lock:
+            self._waiting.pop(async_id, None)
 
     def put(self, item: proto_ffi.FfiEvent) -> None:
         with self._lock:
-            if item.WhichOneof("message") == "room_event":
+            which = item.WhichOneof("message")
+            if which == "publish_data":
+                async_id = item.publish_data.async_id
+                waiting = self._waiting.pop(async_id, None)
+                if waiting is not None:
+                    self._to_loop(waiting[0], _resolver(waiting[1]), item)
+                    return
+                self._early[async_id] = item
+                if len(self._early) > EARLY_KEPT:
+                    self._early.popitem(last=False)
+            if which == "room_event":
                 bound = self._by_handle.get(item.room_event.room_handle)
                 if bound is not None:
                     for subscriber in bound:
@@ -108,6 +148,51 @@ class RoutedFfiQueue(FfiQueue[proto_ffi.FfiEvent]):
                     self._handles[id(queue)] = handle
                     self._by_handle.setdefault(handle, []).append(subscriber)
                     return
+
+
+EARLY_KEPT = 1024  # callbacks kept for a call not registered yet (the SDK's own calls')
+
+
+def _resolver(future: asyncio.Future[Any]) -> Callable[[Any], None]:
+    def resolve(item: Any) -> None:
+        if not future.done():
+            future.set_result(item)
+
+    return resolve
+
+
+async def publish(
+    participant: rtc.LocalParticipant, payload: str, *, topic: str, to: list[str]
+) -> None:
+    """`participant.publish_data(payload, reliable=True, topic=topic,
+    destination_identities=to)`, its answer routed to this call alone (see above); the
+    SDK's own method when the routed queue is not installed."""
+    queue = FfiClient.instance.queue
+    if not isinstance(queue, RoutedFfiQueue):
+        await participant.publish_data(
+            payload, reliable=True, topic=topic, destination_identities=to
+        )
+        return
+    data = payload.encode()
+    buffer = (ctypes.c_ubyte * len(data)).from_buffer_copy(data)  # alive until answered
+    req = proto_ffi.FfiRequest()
+    publish = req.publish_data
+    publish.local_participant_handle = participant._ffi_handle.handle
+    publish.data_ptr = ctypes.addressof(buffer)
+    publish.data_len = len(data)
+    publish.reliable = True
+    publish.topic = topic
+    publish.destination_identities.extend(to)
+    async_id = FfiClient.instance.request(req).publish_data.async_id
+    answer = queue.expect(async_id, asyncio.get_running_loop())
+    try:
+        cb = await answer
+    except asyncio.CancelledError:
+        queue.forget(async_id)
+        raise
+    del buffer
+    if cb.publish_data.error:
+        raise rtc.participant.PublishDataError(cb.publish_data.error)
 
 
 _install_lock = threading.Lock()
