@@ -48,12 +48,12 @@ def stats(samples: list[float]) -> dict[str, Any]:
     return {"n": len(ms), "p50_ms": nearest_rank(ms, 0.5), "p99_ms": nearest_rank(ms, 0.99)}
 
 
-async def flooder(room: str, seconds: float) -> None:
+async def flooder(room: str, seconds: float, agent: str = OURS_AGENT) -> None:
     """The flooding participant: chat.messages to the bot, back to back, no waiting for
     answers; prints how many it sent per second."""
     sdk.enable()
-    client = BotClient(agent_name=OURS_AGENT)
-    await client.connect(os.environ["LIVEKIT_URL"], token_for(room, "flooder", OURS_AGENT))
+    client = BotClient(agent_name=agent)
+    await client.connect(os.environ["LIVEKIT_URL"], token_for(room, "flooder", agent))
     print("ready", flush=True)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
@@ -68,9 +68,9 @@ async def flooder(room: str, seconds: float) -> None:
     await client.disconnect()
 
 
-async def users_turns(room: str, turns: int) -> list[float]:
+async def users_turns(room: str, turns: int, agent: str = OURS_AGENT) -> list[float]:
     users = [OursUser() for _ in range(USERS)]
-    await asyncio.gather(*(u.connect(room, f"u{i}", OURS_AGENT) for i, u in enumerate(users)))
+    await asyncio.gather(*(u.connect(room, f"u{i}", agent) for i, u in enumerate(users)))
     firsts: list[float] = []
 
     async def run(user: OursUser) -> None:
@@ -100,14 +100,17 @@ async def single(user: EchoUser | PeerUser, room: str, agent: str, turns: int) -
     return stats(samples)
 
 
-def worker_cpu(stack: Stack) -> float:
-    t = psutil.Process(stack.workers["ours"].pid).cpu_times()
+def worker_cpu(pid: int) -> float:
+    t = psutil.Process(pid).cpu_times()
     return float(t.user + t.system)
 
 
-def start_flooder(stack: Stack, room: str) -> subprocess.Popen[str]:
+def start_flooder(stack: Stack, room: str, agent: str = OURS_AGENT) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "bench.flood", "--flooder", room, "--seconds", "600"],
+        [
+            *(sys.executable, "-m", "bench.flood", "--flooder", room),
+            *("--seconds", "600", "--agent", agent),
+        ],
         env=stack.env(),
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -115,14 +118,13 @@ def start_flooder(stack: Stack, room: str) -> subprocess.Popen[str]:
     )
 
 
-def start_profiler(stack: Stack) -> subprocess.Popen[bytes] | None:
+def start_profiler(pid: int) -> subprocess.Popen[bytes] | None:
     """FLOOD_PROFILE=path: py-spy's collapsed stacks of our worker during the flood."""
     path = os.environ.get("FLOOD_PROFILE")
     if not path:
         return None
-    pid = str(stack.workers["ours"].pid)
     return subprocess.Popen(
-        [py_spy(), "record", "-p", pid, "-d", "15", "-r", "200", "-f", "raw", "-o", path],
+        [py_spy(), "record", "-p", str(pid), "-d", "15", "-r", "200", "-f", "raw", "-o", path],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -133,20 +135,28 @@ async def phases(stack: Stack, echo_room: str, turns: int) -> dict[str, Any]:
         "floor": await single(EchoUser(), echo_room, "", turns),
         "peer": await single(PeerUser(), f"p-{uuid.uuid4().hex[:6]}", PEER_AGENT, turns),
     }
+    result.update(await flood_phases(stack, stack.workers["ours"].pid, OURS_AGENT, turns))
+    return result
+
+
+async def flood_phases(stack: Stack, pid: int, agent: str, turns: int) -> dict[str, Any]:
+    """The users' turns alone, then while the flooder floods: first text and the
+    worker's CPU (`pid`) in each phase."""
+    result: dict[str, Any] = {}
     for phase in ("alone", "flood"):
         room = f"flood-{uuid.uuid4().hex[:6]}"
         flood: subprocess.Popen[str] | None = None
         if phase == "flood":
-            flood = start_flooder(stack, room)
+            flood = start_flooder(stack, room, agent)
             assert flood.stdout is not None
             line = await asyncio.to_thread(flood.stdout.readline)
             if line.strip() != "ready":
                 raise RuntimeError("the flooder did not start")
-        spy = start_profiler(stack) if phase == "flood" else None
+        spy = start_profiler(pid) if phase == "flood" else None
         try:
-            cpu0, t0 = worker_cpu(stack), time.perf_counter()
-            firsts = await users_turns(room, turns)
-            cpu, took = worker_cpu(stack) - cpu0, time.perf_counter() - t0
+            cpu0, t0 = worker_cpu(pid), time.perf_counter()
+            firsts = await users_turns(room, turns, agent)
+            cpu, took = worker_cpu(pid) - cpu0, time.perf_counter() - t0
         finally:
             if flood is not None:
                 flood.send_signal(signal.SIGINT)  # it stops sending and says how many
@@ -213,13 +223,15 @@ def main(argv: list[str] | None = None) -> int:
     flooding = argparse.ArgumentParser(add_help=False)  # the flooder's own process
     flooding.add_argument("--flooder", metavar="ROOM")
     flooding.add_argument("--seconds", type=float, default=600)
+    flooding.add_argument("--agent", default=OURS_AGENT)
     known, _ = flooding.parse_known_args(argv)
     if known.flooder:
-        asyncio.run(flooder(known.flooder, known.seconds))
+        asyncio.run(flooder(known.flooder, known.seconds, known.agent))
         return 0
     parser = argparse.ArgumentParser(prog="python -m bench.flood", description=__doc__)
     parser.add_argument("--flooder", help=argparse.SUPPRESS)
     parser.add_argument("--seconds", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--agent", help=argparse.SUPPRESS)
     return turns_bench_main(
         argv,
         prog="python -m bench.flood",

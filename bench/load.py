@@ -196,6 +196,31 @@ SYSTEMS: dict[str, type[OursUser] | type[PeerUser] | type[EchoUser]] = {
 JOINS_IN_FLIGHT = 5
 
 
+class CpuWindow:
+    """The measured worker's CPU (with its job processes) from when the first user
+    starts its measured turns to when the last one has ended them: `--cpu-pid`."""
+
+    def __init__(self, pid: int | None, users: int) -> None:
+        self.pid, self.left = pid, users
+        self.start: float | None = None
+        self.seconds: float | None = None
+
+    def _now(self) -> float:
+        from .stack import tree_cpu_seconds
+
+        assert self.pid is not None
+        return tree_cpu_seconds(self.pid)
+
+    def begin(self) -> None:
+        if self.pid is not None and self.start is None:
+            self.start = self._now()
+
+    def done(self) -> None:
+        self.left -= 1
+        if self.pid is not None and self.left == 0 and self.start is not None:
+            self.seconds = self._now() - self.start
+
+
 async def run_user(
     system: str,
     room: str,
@@ -203,6 +228,7 @@ async def run_user(
     agent: str,
     barrier: asyncio.Barrier,
     joins: asyncio.Semaphore,
+    cpu: CpuWindow | None = None,
 ) -> list[dict[str, Any]]:
     user = SYSTEMS[system]()
     failed: BaseException | None = None
@@ -217,7 +243,11 @@ async def run_user(
         failed = RuntimeError(f"{phase}: {e!r}")
     await barrier.wait()  # measured turns start when every user is connected and warm
     if failed is not None:
+        if cpu is not None:
+            cpu.done()
         raise failed
+    if cpu is not None:
+        cpu.begin()
     records = []
     for step in plan:
         for _ in range(step["turns"]):
@@ -240,6 +270,8 @@ async def run_user(
                     "until": wall + ms["end"] / 1000,
                 }
             )
+    if cpu is not None:
+        cpu.done()
     await user.close()
     return records
 
@@ -247,8 +279,9 @@ async def run_user(
 async def main(args: argparse.Namespace) -> None:
     rooms, plan = args.rooms.split(","), json.loads(args.plan)
     barrier, joins = asyncio.Barrier(len(rooms)), asyncio.Semaphore(JOINS_IN_FLIGHT)
+    cpu = CpuWindow(args.cpu_pid, len(rooms))
     users = [
-        asyncio.create_task(run_user(args.system, r, plan, args.agent, barrier, joins))
+        asyncio.create_task(run_user(args.system, r, plan, args.agent, barrier, joins, cpu))
         for r in rooms
     ]
     for room, result in zip(
@@ -259,6 +292,8 @@ async def main(args: argparse.Namespace) -> None:
         else:
             for rec in result:
                 print(json.dumps(rec), flush=True)
+    if cpu.seconds is not None:
+        print(json.dumps({"cpu_s": cpu.seconds}), flush=True)
 
 
 if __name__ == "__main__":
@@ -267,4 +302,5 @@ if __name__ == "__main__":
     parser.add_argument("--rooms", required=True)
     parser.add_argument("--plan", required=True, help="JSON list of {profile, text, turns}")
     parser.add_argument("--agent", default="")
+    parser.add_argument("--cpu-pid", type=int, help="measure this worker's CPU (CpuWindow)")
     asyncio.run(main(parser.parse_args()))

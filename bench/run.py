@@ -83,10 +83,19 @@ def summarize(
 
 
 def run_load(
-    stack: Stack, system: str, rooms: list[str], plan: list[dict[str, Any]], agent: str
+    stack: Stack,
+    system: str,
+    rooms: list[str],
+    plan: list[dict[str, Any]],
+    agent: str,
+    *,
+    cpu_pid: int | None = None,
+    cpu: list[float] | None = None,
 ) -> tuple[list[dict[str, Any]], list[str]]:
-    """Spread the users over load processes (two on this 2-core box once there are many)."""
-    groups = 1 if len(rooms) <= 10 else 2
+    """Spread the users over load processes (two on this 2-core box once there are many).
+    With `cpu_pid` (one load process only), the CPU seconds that worker spent on the
+    measured turns are appended to `cpu`."""
+    groups = 1 if len(rooms) <= 10 or cpu_pid is not None else 2
     procs = [
         subprocess.Popen(
             [
@@ -101,6 +110,7 @@ def run_load(
                 ",".join(rooms[i::groups]),
                 "--plan",
                 json.dumps(plan),
+                *(["--cpu-pid", str(cpu_pid)] if cpu_pid is not None else []),
             ],
             env=stack.env(),
             cwd=ROOT,
@@ -115,7 +125,10 @@ def run_load(
         out, _ = proc.communicate(timeout=1800)
         for line in out.decode().splitlines():
             rec = json.loads(line)
-            if "error" in rec:
+            if "cpu_s" in rec:
+                if cpu is not None:
+                    cpu.append(rec["cpu_s"])
+            elif "error" in rec:
                 errors.append(rec["error"])
             else:
                 records.append(rec)

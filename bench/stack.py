@@ -39,29 +39,36 @@ class Stack:
             LIVEKIT_API_KEY=self.lk.api_key,
             LIVEKIT_API_SECRET=self.lk.api_secret,
             PYTHONPATH=str(ROOT),
-            **extra,
         )
+        env.update(extra)
         return env
 
-    def spawn(self, args: list[str], name: str, **env: str) -> subprocess.Popen[bytes]:
+    def spawn(
+        self, args: list[str], name: str, *, root: Path | str = ROOT, **env: str
+    ) -> subprocess.Popen[bytes]:
+        """`python <args>` in `root` (another checkout of the project: its code runs)."""
         log = (self.logdir / f"{name}.log").open("wb")
         proc = subprocess.Popen(
             [sys.executable, *args],
-            env=self.env(**env),
-            cwd=ROOT,
+            env=self.env(**{**env, "PYTHONPATH": str(root)}),
+            cwd=root,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
         self.procs.append(proc)
         return proc
 
-    def start_ours(self, **env: str) -> subprocess.Popen[bytes]:
-        """Our worker (`python -m bot start`) on the scripted LLM, once registered."""
-        ready = self.logdir / "ours.ready"
+    def start_ours(
+        self, *, root: Path | str = ROOT, name: str = "ours", **env: str
+    ) -> subprocess.Popen[bytes]:
+        """Our worker (`python -m bot start`, from the checkout `root`) on the scripted
+        LLM, once registered."""
+        ready = self.logdir / f"{name}.ready"
         ready.unlink(missing_ok=True)  # a worker started before in this stack left it
         ours = self.spawn(
             ["-m", "bot", "start", "--ready-file", str(ready)],
-            "ours",
+            name,
+            root=root,
             **{
                 "OPENAI_BASE_URL": self.llm_url,
                 "BOT_MODEL": "scripted",
@@ -70,7 +77,7 @@ class Stack:
                 **env,
             },
         )
-        wait_until(ready.exists, ours, self.logdir / "ours.log", what="our worker", timeout=120)
+        wait_until(ready.exists, ours, self.logdir / f"{name}.log", what="our worker", timeout=120)
         return ours
 
     def start_workers(self, **env: str) -> None:
