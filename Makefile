@@ -38,6 +38,7 @@ bench: setup  ## benchmarks over a real server (~30 min); publishes docs/perform
 	$(PY) -m bench.fleet_api --rooms 200 --publish
 	$(PY) -m bench.client_tool --publish
 	$(PY) -m bench.flood --publish
+	$(PY) -m bench.goals --publish
 
 bench-quick: setup  ## a small benchmark smoke run (~1 min)
 	$(PY) -m bench --quick

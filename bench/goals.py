@@ -144,15 +144,15 @@ def one_user(stack: Stack, systems: Systems, rounds: int, rooms: int) -> dict[st
     return out
 
 
-def big_room(stack: Stack, systems: Systems, turns: int) -> dict[str, Any]:
-    """Line 3: ROOM_USERS users in one room, each closed loop."""
+def big_room(stack: Stack, systems: Systems, turns: int, users: int) -> dict[str, Any]:
+    """Line 3: `users` users in one room, each closed loop."""
     out: dict[str, Any] = {}
     for label in systems.ours():
         agent, _, kind = systems.by_label[label]
         room = f"g3-{label[:5]}-{secrets.token_hex(3)}"
         plan = [{"profile": "instant", "text": INSTANT, "turns": turns}]
         started = time.perf_counter()
-        records, errors = run_load(stack, kind, [room] * ROOM_USERS, plan, agent)
+        records, errors = run_load(stack, kind, [room] * users, plan, agent)
         ok = [x for x in records if x["ok"]]
         firsts = [x["first"] for x in ok if "first" in x]
         out[label] = {
@@ -164,7 +164,7 @@ def big_room(stack: Stack, systems: Systems, turns: int) -> dict[str, Any]:
             "error_samples": sorted({*errors, *(x.get("why", "") for x in records)} - {""})[:3],
             "seconds": time.perf_counter() - started,
         }
-        print(f"100 users in one room: {label} done", file=sys.stderr, flush=True)
+        print(f"{users} users in one room: {label} done", file=sys.stderr, flush=True)
     return out
 
 
@@ -194,7 +194,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 text=True,
             ).stdout.strip(),
             "one_user": one_user(stack, systems, args.rounds, args.rooms),
-            "room": big_room(stack, systems, args.room_turns),
+            "room_users": args.room_users,
+            "room": big_room(stack, systems, args.room_turns, args.room_users),
             "flood": flood(stack, systems, args.flood_turns),
         }
         result["minutes"] = (time.perf_counter() - started) / 60
@@ -294,7 +295,7 @@ def publish(result: dict[str, Any]) -> None:
                     "worker",
                     "CPU per turn, one user",
                     "overhead p50, one user",
-                    f"first text p50, {ROOM_USERS} users in one room",
+                    f"first text p50, {result['room_users']} users in one room",
                     "flood: others' first-text p99, flood ÷ alone",
                 ],
                 rows,
@@ -306,7 +307,7 @@ def publish(result: dict[str, Any]) -> None:
                 ["system", "turns", "first p50 ms", "first p99 ms", "CPU ms/turn", "errors"], detail
             ),
             "",
-            f"{ROOM_USERS} users in one room, all at once:",
+            f"{result['room_users']} users in one room, all at once:",
             "",
             md_table(
                 ["worker", "turns", "first p50 ms", "first p99 ms", "end p50 ms", "errors"], big
@@ -333,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rooms", type=int, default=4, help="rooms per system per round")
+    parser.add_argument("--room-users", type=int, default=ROOM_USERS)
     parser.add_argument("--room-turns", type=int, default=5)
     parser.add_argument("--flood-turns", type=int, default=60)
     parser.add_argument("--out", type=Path, help="also write the result's JSON here")

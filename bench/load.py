@@ -272,7 +272,10 @@ async def run_user(
             )
     if cpu is not None:
         cpu.done()
-    await user.close()
+    try:
+        await asyncio.wait_for(user.close(), 30)
+    except Exception as e:  # the turns are measured: a slow goodbye does not lose them
+        print(json.dumps({"room": room, "error": f"close: {e!r}"}), flush=True)
     return records
 
 

@@ -131,8 +131,9 @@ async def test_a_callback_before_its_call_waits_for_it_and_cancelled_calls_leave
     loop = asyncio.get_running_loop()
     await asyncio.to_thread(router.put, callback(3))  # before expect()
     assert (await asyncio.wait_for(router.expect(3, loop), 5)).publish_data.async_id == 3
-    router.expect(4, loop).cancel()
-    router.forget(4)
+    answer = router.expect(4, loop)
+    answer.cancel()
+    router.drop(answer)
     assert router._waiting == {} and router._early == {}
     for i in range(100, 100 + 2000):  # the SDK's own calls' callbacks: a bounded memory
         router.put(callback(i))

@@ -153,3 +153,61 @@ async def test_a_replay_of_stored_messages_does_not_wait() -> None:
     assert [seq for seq, _ in transport.sent] == [1, 2, 3, 1, 2, 3]
     await outbox.aclose()
     await journal.aclose(timeout=0)
+
+
+class Pipe(Recorder):
+    """A transport that takes a packet without waiting for the one before to be
+    answered (`submit`, as RoomTransport does over livekit-ffi): answers come when the
+    test says, some of them failures."""
+
+    def __init__(self, store: SlowStore) -> None:
+        super().__init__(store)
+        self.answers: list[asyncio.Future[None]] = []
+
+    def submit(self, identity: str, topic: str, payload: str) -> asyncio.Future[None]:
+        seq = int(payload.split('"seq":')[1].split(",")[0].rstrip("}"))
+        self.sent.append((seq, self.store.seq))
+        self.store.changed.set()
+        answer: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.answers.append(answer)
+        return answer
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 100),
+    delays=st.lists(st.integers(0, 5), max_size=20),
+    failing=st.sets(st.integers(0, 99)),
+)
+def test_packets_handed_over_before_answers_keep_their_order_and_the_store_rule(
+    n: int, delays: list[int], failing: set[int]
+) -> None:
+    """Pipelined: each packet goes out once stored, in seq order, without waiting for
+    the answers before it (at most IN_FLIGHT unanswered); a failed answer loses only
+    its packet (logged); closing the outbox stops waiting for the rest."""
+    from bot.state.outbox import IN_FLIGHT
+
+    async def run() -> None:
+        store = SlowStore(delays)
+        transport = Pipe(store)
+        journal = Journal(store, KEY)
+        await journal.claim()
+        outbox = Outbox(transport, "alice", max_packet=15_000, journal=journal)
+        for _ in range(n):
+            outbox.put(Pong(), "lkbot")
+        # nothing answered yet: everything goes out all the same, up to IN_FLIGHT
+        await _until(store, lambda: len(transport.sent) == min(n, IN_FLIGHT))
+        assert [seq for seq, _ in transport.sent] == list(range(1, min(n, IN_FLIGHT) + 1))
+        for i, answer in enumerate(transport.answers):
+            if i in failing:
+                answer.set_exception(ConnectionError("room closed"))
+            else:
+                answer.set_result(None)
+        await _until(store, lambda: len(transport.sent) == n)
+        assert [seq for seq, _ in transport.sent] == list(range(1, n + 1))
+        assert [(s, t) for s, t in transport.sent if s > t] == []
+        await outbox.aclose()
+        assert all(a.done() for a in transport.answers)
+        await journal.aclose()
+
+    asyncio.run(run())

@@ -47,6 +47,12 @@ ID_PREFIX = "lkchat-"
 _MARK = f'"reply_to":"{ID_PREFIX}'
 
 
+def rendered(payload: str) -> bool:
+    """Whether a message to a participant answers a LiveKit chat message (and so is
+    rendered for their UI by `TranscriptionMirror.sent`)."""
+    return _MARK in payload
+
+
 def request_id(stream_id: str) -> str:
     """The chat.message id of a LiveKit chat message (ids are at most 64 characters)."""
     rid = ID_PREFIX + stream_id

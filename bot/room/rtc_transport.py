@@ -159,6 +159,18 @@ class RoomTransport:
 
     async def send(self, identity: str, topic: str, payload: str) -> None:
         await sdk.publish(self._room.local_participant, payload, topic=topic, to=identity)
+        await self._relay(identity, payload)
+
+    def submit(self, identity: str, topic: str, payload: str) -> asyncio.Future[None] | None:
+        """Hand the packet over now; the future is done once it went out. None: use
+        `send` (this SDK cannot, or the packet is rendered for a LiveKit chat user, which
+        happens after it went out, one after another). Packets handed over one after
+        another go out in that order (see `sdk.ffi_routing.publish_now`)."""
+        if self._lk_chat_topic is not None and lk_chat.rendered(payload):
+            return None
+        return sdk.publish_now(self._room.local_participant, payload, topic=topic, to=identity)
+
+    async def _relay(self, identity: str, payload: str) -> None:
         # someone gone gets no relay (a packet that went out as they left would put
         # their turn back into the room's state after `_left` cleared it); someone not
         # announced yet does (non-publishers are announced in 3 s batches)

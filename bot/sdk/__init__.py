@@ -19,6 +19,7 @@ behaviour) and says so in the log once.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 
@@ -69,6 +70,19 @@ def bind(room: rtc.Room) -> None:
         from . import ffi_routing
 
         ffi_routing.bind(room)
+
+
+def publish_now(
+    participant: rtc.LocalParticipant, payload: str, *, topic: str, to: str
+) -> asyncio.Future[None] | None:
+    """With the patches on: hand a reliable packet to `to` to the FFI now and return
+    what to await for its answer (`ffi_routing.publish_now`); None when they are off
+    (then `publish`, awaited before the next packet)."""
+    if not _enabled:
+        return None
+    from . import ffi_routing
+
+    return ffi_routing.answered(ffi_routing.publish_now(participant, payload, topic=topic, to=[to]))
 
 
 async def publish(participant: rtc.LocalParticipant, payload: str, *, topic: str, to: str) -> None:

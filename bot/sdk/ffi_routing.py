@@ -91,10 +91,12 @@ class RoutedFfiQueue(FfiQueue[proto_ffi.FfiEvent]):
             future.set_result(early)
         return future
 
-    def forget(self, async_id: int) -> None:
-        """A call that stopped waiting (cancelled)."""
+    def drop(self, answer: asyncio.Future[Any]) -> None:
+        """A call that stopped waiting (cancelled): its callback is not kept for it."""
         with self._lock:
-            self._waiting.pop(async_id, None)
+            for async_id, (_, future) in list(self._waiting.items()):
+                if future is answer:
+                    del self._waiting[async_id]
 
     def put(self, item: proto_ffi.FfiEvent) -> None:
         with self._lock:
@@ -161,20 +163,18 @@ def _resolver(future: asyncio.Future[Any]) -> Callable[[Any], None]:
     return resolve
 
 
-async def publish(
+def publish_now(
     participant: rtc.LocalParticipant, payload: str, *, topic: str, to: list[str]
-) -> None:
-    """`participant.publish_data(payload, reliable=True, topic=topic,
-    destination_identities=to)`, its answer routed to this call alone (see above); the
-    SDK's own method when the routed queue is not installed."""
+) -> asyncio.Future[Any]:
+    """Hand one reliable packet to the FFI now (its payload is copied by the request),
+    and return its answer, routed to this call alone (see above). livekit-ffi puts a
+    room's packets on one queue that a single task publishes in order (`data_task` in
+    livekit-ffi's server/room.rs), so packets handed over one after another go out in
+    that order whether or not the earlier answers have come."""
     queue = FfiClient.instance.queue
-    if not isinstance(queue, RoutedFfiQueue):
-        await participant.publish_data(
-            payload, reliable=True, topic=topic, destination_identities=to
-        )
-        return
+    assert isinstance(queue, RoutedFfiQueue)
     data = payload.encode()
-    buffer = (ctypes.c_ubyte * len(data)).from_buffer_copy(data)  # alive until answered
+    buffer = (ctypes.c_ubyte * len(data)).from_buffer_copy(data)
     req = proto_ffi.FfiRequest()
     publish = req.publish_data
     publish.local_participant_handle = participant._ffi_handle.handle
@@ -184,15 +184,50 @@ async def publish(
     publish.topic = topic
     publish.destination_identities.extend(to)
     async_id = FfiClient.instance.request(req).publish_data.async_id
-    answer = queue.expect(async_id, asyncio.get_running_loop())
-    try:
-        cb = await answer
-    except asyncio.CancelledError:
-        queue.forget(async_id)
-        raise
-    del buffer
-    if cb.publish_data.error:
-        raise rtc.participant.PublishDataError(cb.publish_data.error)
+    return queue.expect(async_id, asyncio.get_running_loop())
+
+
+def answered(answer: asyncio.Future[Any]) -> asyncio.Future[None]:
+    """What a `publish_now` answer means: done, or failed with the SDK's
+    PublishDataError. Cancelling it stops waiting for the answer."""
+    done: asyncio.Future[None] = answer.get_loop().create_future()
+
+    def settle(f: asyncio.Future[Any]) -> None:
+        if done.done():
+            return
+        if f.cancelled():
+            done.cancel()
+        elif (error := f.exception()) is not None:
+            done.set_exception(error)
+        elif f.result().publish_data.error:
+            done.set_exception(rtc.participant.PublishDataError(f.result().publish_data.error))
+        else:
+            done.set_result(None)
+
+    def stop(d: asyncio.Future[None]) -> None:
+        if d.cancelled() and not answer.done():
+            answer.cancel()
+            queue = FfiClient.instance.queue
+            if isinstance(queue, RoutedFfiQueue):
+                queue.drop(answer)
+
+    answer.add_done_callback(settle)
+    done.add_done_callback(stop)
+    return done
+
+
+async def publish(
+    participant: rtc.LocalParticipant, payload: str, *, topic: str, to: list[str]
+) -> None:
+    """`participant.publish_data(payload, reliable=True, topic=topic,
+    destination_identities=to)`, its answer routed to this call alone; the SDK's own
+    method when the routed queue is not installed."""
+    if not isinstance(FfiClient.instance.queue, RoutedFfiQueue):
+        await participant.publish_data(
+            payload, reliable=True, topic=topic, destination_identities=to
+        )
+        return
+    await answered(publish_now(participant, payload, topic=topic, to=to))
 
 
 _install_lock = threading.Lock()

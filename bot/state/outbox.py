@@ -7,6 +7,7 @@ import json
 import logging
 import secrets
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import metrics
@@ -21,6 +22,8 @@ from .clock import now_ms
 from .journal import Journal
 
 log = logging.getLogger(__name__)
+
+IN_FLIGHT = 64  # packets handed to the transport and not answered yet, per recipient
 
 
 @dataclass(frozen=True)
@@ -203,7 +206,26 @@ class Outbox:
             self._journal.forget()
 
     async def _pump(self) -> None:
+        """Publish in seq order. A transport that can take a packet without waiting for
+        the one before to be answered (`submit`) gets each as soon as the store has it:
+        up to IN_FLIGHT unanswered, answers awaited when nothing else is ready."""
+        submit = getattr(self._transport, "submit", None)
+        in_flight: deque[asyncio.Future[None]] = deque()
+        try:
+            await self._publish(submit, in_flight)
+        finally:
+            for answer in in_flight:
+                answer.cancel()
+
+    async def _publish(
+        self,
+        submit: Callable[[str, str, str], asyncio.Future[None] | None] | None,
+        in_flight: deque[asyncio.Future[None]],
+    ) -> None:
         while True:
+            if in_flight and (self._queue.empty() or len(in_flight) >= IN_FLIGHT):
+                await self._answered(in_flight.popleft())
+                continue
             seq, topic, payload = await self._queue.get()
             try:
                 # what the client has, the store has; what a stale writer could not
@@ -214,12 +236,23 @@ class Outbox:
                     and not await self._journal.wait_stored(seq)
                 ):
                     continue
-                await self._transport.send(self._identity, topic, payload)
+                answer = submit(self._identity, topic, payload) if submit else None
+                if answer is None:
+                    await self._transport.send(self._identity, topic, payload)
+                else:
+                    in_flight.append(answer)
             except Exception as e:
                 # e.g. the room closed under us: one line, not a traceback per packet
                 log.warning("publish failed, packet dropped: %s", e)
             finally:
                 self._queue.task_done()
+
+    @staticmethod
+    async def _answered(answer: asyncio.Future[None]) -> None:
+        try:
+            await answer
+        except Exception as e:
+            log.warning("publish failed, packet dropped: %s", e)
 
     async def flush(self, timeout: float) -> None:
         """Wait (bounded) until everything queued has been handed to the transport."""

@@ -230,17 +230,17 @@ class SQLiteStore:
     def _trim_sent(self, db: sqlite3.Connection, key: str) -> None:
         """Keep the newest within both bounds (count and bytes), as `trim_sent` does."""
         b = self.bounds
-        rows = db.execute(
-            "SELECT seq, size FROM sent WHERE key = ? ORDER BY seq DESC", (key,)
-        ).fetchall()
-        total, cut = 0, None
-        for i, (seq, size) in enumerate(rows):
-            total += size
-            if i >= b.sent_max or total > b.sent_max_bytes:
-                cut = seq
-                break
-        if cut is not None:
-            db.execute("DELETE FROM sent WHERE key = ? AND seq <= ?", (key, cut))
+        # newest first, the first record past either bound and all older ones go (both
+        # grow with age, so that first one is the newest that goes); counted in SQLite:
+        # this runs on every write, over a window of up to sent_max records
+        row = db.execute(
+            "SELECT seq FROM (SELECT seq, ROW_NUMBER() OVER w - 1 AS i, SUM(size) OVER w "
+            "AS total FROM sent WHERE key = ? WINDOW w AS (ORDER BY seq DESC ROWS "
+            "UNBOUNDED PRECEDING)) WHERE i >= ? OR total > ? ORDER BY seq DESC LIMIT 1",
+            (key, b.sent_max, b.sent_max_bytes),
+        ).fetchone()
+        if row is not None:
+            db.execute("DELETE FROM sent WHERE key = ? AND seq <= ?", (key, row[0]))
 
     def _delete_one(self, key: str) -> bool:
         db = self._conn()

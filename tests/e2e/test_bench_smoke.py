@@ -111,3 +111,22 @@ def test_flood_bench_measures_both_phases() -> None:
         assert result[phase]["n"] > 0 and result[phase]["worker_cpu_pct"] > 0
     assert result["flooder"]["sent"] > 0
     assert result["floor"]["n"] == result["peer"]["n"] == 3
+
+
+@pytest.mark.timeout(900)
+def test_goals_bench_measures_before_and_after() -> None:
+    """Before from a git worktree (HEAD here: any clone has it), after, AgentSession
+    and the echo floor; every line measured."""
+    out = _run(
+        "bench.goals",
+        *("--before", "HEAD", "--rounds", "1", "--rooms", "1"),
+        *("--room-users", "4", "--room-turns", "1", "--flood-turns", "3"),
+    )
+    result = json.loads(out)
+    for label in ("before", "after", "AgentSession"):
+        assert result["one_user"][label]["n"] == 10
+        assert result["one_user"][label]["cpu_ms_per_turn"] > 0
+    assert result["one_user"]["echo"]["n"] == 30
+    for label in ("before", "after"):
+        assert result["room"][label]["n"] == 4
+        assert result["flood"][label]["flood"]["n"] > 0
