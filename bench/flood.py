@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -135,13 +136,33 @@ async def phases(stack: Stack, echo_room: str, turns: int) -> dict[str, Any]:
         "floor": await single(EchoUser(), echo_room, "", turns),
         "peer": await single(PeerUser(), f"p-{uuid.uuid4().hex[:6]}", PEER_AGENT, turns),
     }
-    result.update(await flood_phases(stack, stack.workers["ours"].pid, OURS_AGENT, turns))
+    ours = stack.workers["ours"].pid
+    result.update(await flood_phases(stack, ours, OURS_AGENT, turns, echo_room))
     return result
 
 
-async def flood_phases(stack: Stack, pid: int, agent: str, turns: int) -> dict[str, Any]:
+async def paced_echo(room: str, stop: asyncio.Event) -> list[float]:
+    """Round trips to the echo participant in `room`, PACE_S apart, until `stop`: what
+    the box's transport does meanwhile, without our bot."""
+    user = EchoUser()
+    await user.connect(room, f"floor-{uuid.uuid4().hex[:6]}", "")
+    samples = []
+    while not stop.is_set():
+        started = time.perf_counter()
+        await user.turn("ping")
+        samples.append(time.perf_counter() - started)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), PACE_S)
+    await user.close()
+    return samples
+
+
+async def flood_phases(
+    stack: Stack, pid: int, agent: str, turns: int, echo_room: str | None = None
+) -> dict[str, Any]:
     """The users' turns alone, then while the flooder floods: first text and the
-    worker's CPU (`pid`) in each phase."""
+    worker's CPU (`pid`) in each phase; with `echo_room` (an echo participant is in
+    it), the echo round trip measured alongside, in each phase."""
     result: dict[str, Any] = {}
     for phase in ("alone", "flood"):
         room = f"flood-{uuid.uuid4().hex[:6]}"
@@ -153,16 +174,21 @@ async def flood_phases(stack: Stack, pid: int, agent: str, turns: int) -> dict[s
             if line.strip() != "ready":
                 raise RuntimeError("the flooder did not start")
         spy = start_profiler(pid) if phase == "flood" else None
+        stop = asyncio.Event()
+        floor = asyncio.create_task(paced_echo(echo_room, stop)) if echo_room else None
         try:
             cpu0, t0 = worker_cpu(pid), time.perf_counter()
             firsts = await users_turns(room, turns, agent)
             cpu, took = worker_cpu(pid) - cpu0, time.perf_counter() - t0
         finally:
+            stop.set()
             if flood is not None:
                 flood.send_signal(signal.SIGINT)  # it stops sending and says how many
                 out, _ = await asyncio.to_thread(flood.communicate, timeout=60)
                 result["flooder"] = json.loads(out.strip().splitlines()[-1])
         result[phase] = {**stats(firsts), "worker_cpu_pct": 100 * cpu / took}
+        if floor is not None:
+            result[phase]["floor"] = stats(await floor)
         if spy is not None:
             await asyncio.to_thread(spy.wait)
     return result

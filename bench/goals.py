@@ -169,13 +169,19 @@ def big_room(stack: Stack, systems: Systems, turns: int, users: int) -> dict[str
 
 
 def flood(stack: Stack, systems: Systems, turns: int) -> dict[str, Any]:
-    """Line 4, per worker of ours."""
+    """Line 4, per worker of ours, with the echo round trip measured alongside."""
     os.environ.update(stack.env())
     out: dict[str, Any] = {}
-    for label in systems.ours():
-        agent, pid, _ = systems.by_label[label]
-        out[label] = asyncio.run(flood_phases(stack, pid, agent, turns))
-        print(f"flood: {label} done", file=sys.stderr, flush=True)
+    echo_room = f"g4-echo-{secrets.token_hex(3)}"
+    echo = stack.start_echo([echo_room])
+    try:
+        for label in systems.ours():
+            agent, pid, _ = systems.by_label[label]
+            out[label] = asyncio.run(flood_phases(stack, pid, agent, turns, echo_room))
+            print(f"flood: {label} done", file=sys.stderr, flush=True)
+    finally:
+        echo.terminate()
+        echo.wait(30)
     return out
 
 
@@ -270,6 +276,8 @@ def publish(result: dict[str, Any]) -> None:
             str(fl[label][phase]["n"]),
             fmt(fl[label][phase]["p50_ms"]),
             fmt(fl[label][phase]["p99_ms"]),
+            fmt(fl[label][phase].get("floor", {}).get("p50_ms")),
+            fmt(fl[label][phase].get("floor", {}).get("p99_ms")),
             fmt(fl[label][phase]["worker_cpu_pct"]),
         ]
         for label in labels
@@ -313,9 +321,22 @@ def publish(result: dict[str, Any]) -> None:
                 ["worker", "turns", "first p50 ms", "first p99 ms", "end p50 ms", "errors"], big
             ),
             "",
-            "The flood (`bench.flood`'s phases: 4 users, then the same while a fifth floods):",
+            "The flood (`bench.flood`'s phases: 4 users, then the same while a fifth floods; "
+            "meanwhile a participant of another room makes round trips to the echo "
+            "participant, 0.3 s apart: what the box's transport does, without our bot):",
             "",
-            md_table(["worker, phase", "turns", "p50 ms", "p99 ms", "worker CPU %"], floods),
+            md_table(
+                [
+                    "worker, phase",
+                    "turns",
+                    "first text p50 ms",
+                    "p99 ms",
+                    "echo p50 ms",
+                    "echo p99 ms",
+                    "worker CPU %",
+                ],
+                floods,
+            ),
             MARK[1],
         ]
     )
