@@ -338,6 +338,8 @@ def publish(result: dict[str, Any]) -> None:
                 floods,
             ),
             MARK[1],
+            "",
+            "",
         ]
     )
     publish_section(text, PERFORMANCE, *MARK)
