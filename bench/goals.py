@@ -218,6 +218,22 @@ def _ratio(a: Any, b: Any) -> str:
     )
 
 
+def _turn_rows(by_label: dict[str, Any], labels: list[str], extra: str) -> list[list[str]]:
+    """Per system measured: turns, first text p50 and p99, `extra`, errors."""
+    return [
+        [
+            label,
+            str(by_label[label]["n"]),
+            fmt(by_label[label]["first_p50_ms"]),
+            fmt(by_label[label]["first_p99_ms"]),
+            fmt(by_label[label][extra]),
+            str(by_label[label]["errors"]),
+        ]
+        for label in labels
+        if label in by_label
+    ]
+
+
 def publish(result: dict[str, Any]) -> None:
     one, room, fl = result["one_user"], result["room"], result["flood"]
     peer = one.get("AgentSession", {})
@@ -246,30 +262,8 @@ def publish(result: dict[str, Any]) -> None:
             ]
         )
     rows.append(["goal", "≤ 10 ms and ≤ 0.25×", "≤ 5 ms", "≤ 1,000 ms", "≤ 2×"])
-    detail = [
-        [
-            label,
-            str(one[label]["n"]),
-            fmt(one[label]["first_p50_ms"]),
-            fmt(one[label]["first_p99_ms"]),
-            fmt(one[label]["cpu_ms_per_turn"]),
-            str(one[label]["errors"]),
-        ]
-        for label in [*labels, "AgentSession", "echo"]
-        if label in one
-    ]
-    big = [
-        [
-            label,
-            str(room[label]["n"]),
-            fmt(room[label]["first_p50_ms"]),
-            fmt(room[label]["first_p99_ms"]),
-            fmt(room[label]["end_p50_ms"]),
-            str(room[label]["errors"]),
-        ]
-        for label in labels
-        if label in room
-    ]
+    detail = _turn_rows(one, [*labels, "AgentSession", "echo"], "cpu_ms_per_turn")
+    big = _turn_rows(room, labels, "end_p50_ms")
     floods = [
         [
             f"{label}, {phase}",

@@ -27,13 +27,14 @@ from bot.llm.stream import (
     _Answer,
     _read_events,
     chat_context,
+    conn_options,
     messages,
     step_for,
     tool_params,
 )
 from bot.state.history import Entry
 from bot.testing.llm_server import ScriptedLLMServer
-from bot.turns.engine import TurnEngine, schema_only
+from bot.turns.engine import schema_only
 
 from .harness import script
 
@@ -53,7 +54,7 @@ def settings_for(server: ScriptedLLMServer, **kw: Any) -> Settings:
 @pytest.fixture
 async def steps(llm_server: ScriptedLLMServer) -> AsyncIterator[dict[str, Step]]:
     model = build_llm(settings_for(llm_server, llm_retries=1))
-    conn = TurnEngine(settings_for(llm_server, llm_retries=1), model, [])._conn
+    conn = conn_options(settings_for(llm_server, llm_retries=1))
     direct = step_for(model, conn)
     assert isinstance(direct, DirectStep)
     yield {"direct": direct, "agents": AgentsStep(model, conn)}
@@ -243,7 +244,7 @@ async def test_a_stream_that_stalls_after_text_times_out_without_a_retry(
     """Text already went to the user: a retry would repeat it, so there is none."""
     s = settings_for(llm_server, llm_retries=2, llm_timeout=0.5)
     model = build_llm(s)
-    direct = step_for(model, TurnEngine(s, model, [])._conn)
+    direct = step_for(model, conn_options(s))
     before = len(llm_server.requests)
     texts: list[str] = []
     with pytest.raises(APITimeoutError):
@@ -257,7 +258,7 @@ async def test_unknown_models_and_the_agents_setting_use_livekit_agents(
 ) -> None:
     s = settings_for(llm_server)
     model = build_llm(s)
-    conn = TurnEngine(s, model, [])._conn
+    conn = conn_options(s)
     assert isinstance(step_for(model, conn), DirectStep)
     assert isinstance(step_for(model, conn, direct=False), AgentsStep)
     from livekit.plugins import openai

@@ -33,6 +33,7 @@ from livekit.agents import APITimeoutError as AgentsTimeout
 from livekit.agents.llm import utils as llm_utils
 from livekit.agents.llm._provider_format.openai import to_chat_ctx
 
+from ..config import Settings
 from ..state.history import Entry
 from .endpoint import Endpoint, endpoint_of, shared_http
 
@@ -126,6 +127,13 @@ class AgentsStep:
 
 def _add(a: Tokens | None, b: Tokens) -> Tokens:
     return b if a is None else (a[0] + b[0], a[1] + b[1], a[2] + b[2])
+
+
+def conn_options(settings: Settings) -> APIConnectOptions:
+    """A step's timeout and retries: BOT_LLM_TIMEOUT, BOT_LLM_RETRIES (0.5 s apart)."""
+    return APIConnectOptions(
+        max_retry=settings.llm_retries, retry_interval=0.5, timeout=settings.llm_timeout
+    )
 
 
 def step_for(model: llm.LLM[Any], conn: APIConnectOptions, *, direct: bool = True) -> Step:

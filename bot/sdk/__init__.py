@@ -7,7 +7,7 @@ Four process-wide changes make many rooms (or many clients) in one process cheap
   record crossing into Python;
 - `os_probe`: the SDK's per-connect OS probe no longer runs `lsb_release`;
 - `ffi_routing`: each FFI room event wakes only its own `Room`, not every one, and a
-  packet published with `publish` has its answer delivered to its call alone;
+  packet published with `publish_now` has its answer delivered to its call alone;
 - `emit_arity`: an event's callbacks are called without `inspect.signature` each time.
 
 They replace parts of the SDK's process-wide state, so a library must not apply them
@@ -86,11 +86,12 @@ def publish_now(
 
 
 async def publish(participant: rtc.LocalParticipant, payload: str, *, topic: str, to: str) -> None:
-    """A reliable packet to `to`: with the patches on, `ffi_routing.publish`; else the
-    SDK's `publish_data`."""
-    if _enabled:
-        from . import ffi_routing
-
-        await ffi_routing.publish(participant, payload, topic=topic, to=[to])
+    """A reliable packet to `to`, once it went out: `publish_now`'s, or with the
+    patches off the SDK's `publish_data`."""
+    answer = publish_now(participant, payload, topic=topic, to=to)
+    if answer is None:
+        await participant.publish_data(
+            payload, reliable=True, topic=topic, destination_identities=[to]
+        )
         return
-    await participant.publish_data(payload, reliable=True, topic=topic, destination_identities=[to])
+    await answer

@@ -11,6 +11,12 @@ its room handle (`bind`, right after `Room.connect`) and to queues not bound yet
 room still connecting); every other event (request callbacks, RPC, streams) still goes
 to every queue, as before. Nothing is lost: an event for a handle nobody bound goes to
 everyone. The SDK's own filters still run.
+
+`publish_now` hands over a reliable packet as `LocalParticipant.publish_data` does, and
+its answer (the FFI's `publish_data` callback) goes to that one call alone (`expect`):
+the SDK gives each call a queue of its own that every FFI event of the process is put
+into, and hands each callback to every `Room` too. It also copies the payload in one
+piece (the SDK builds its C array from the bytes one by one).
 """
 
 from __future__ import annotations
@@ -214,20 +220,6 @@ def answered(answer: asyncio.Future[Any]) -> asyncio.Future[None]:
     answer.add_done_callback(settle)
     done.add_done_callback(stop)
     return done
-
-
-async def publish(
-    participant: rtc.LocalParticipant, payload: str, *, topic: str, to: list[str]
-) -> None:
-    """`participant.publish_data(payload, reliable=True, topic=topic,
-    destination_identities=to)`, its answer routed to this call alone; the SDK's own
-    method when the routed queue is not installed."""
-    if not isinstance(FfiClient.instance.queue, RoutedFfiQueue):
-        await participant.publish_data(
-            payload, reliable=True, topic=topic, destination_identities=to
-        )
-        return
-    await answered(publish_now(participant, payload, topic=topic, to=to))
 
 
 _install_lock = threading.Lock()

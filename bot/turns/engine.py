@@ -10,13 +10,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from livekit.agents import APIConnectOptions, APIError, APITimeoutError, llm
+from livekit.agents import APIError, APITimeoutError, llm
 from livekit.agents.llm.tool_context import FunctionToolInfo
 from livekit.agents.llm.utils import execute_function_call
 from pydantic import JsonValue
 
 from ..config import Settings
-from ..llm.stream import Prompt, step_for
+from ..llm.stream import Prompt, conn_options, step_for
 from ..llm.tools.names import tool_name
 from ..protocol.errors import BotError, InternalError, LlmTimeout, LlmUnavailable
 from ..protocol.outbound import ToolInfo, ToolStatus, Usage
@@ -163,16 +163,12 @@ class TurnEngine:
     ) -> None:
         self._settings = settings
         self._mcp_names = mcp_names  # tools that an MCP server runs (ToolInfo.source)
-        self._llm = model
         self._tools = list(tools)
         self._tool_ctx = llm.ToolContext(self._tools)
         self._described = schema_only(self._tools)  # what each LLM request sends
         self._names = [tool_name(t) for t in self._tools]  # in the order of _described
         self._system_prompt = settings.system_prompt()
-        self._conn = APIConnectOptions(
-            max_retry=settings.llm_retries, retry_interval=0.5, timeout=settings.llm_timeout
-        )
-        self._step = step_for(model, self._conn, direct=settings.llm_stream == "direct")
+        self._step = step_for(model, conn_options(settings), direct=settings.llm_stream == "direct")
 
     def tool_infos(self, allowed: frozenset[str] | None = None) -> list[ToolInfo]:
         return [
