@@ -3,6 +3,8 @@ and a worker that dies mid-turn: on a real SQLite file and a real redis-server."
 
 from __future__ import annotations
 
+import json
+
 from bot.protocol.outbound import Ack, HistoryPage, SessionReady, TurnEnd
 from bot.store import Changes, Claim, ConversationKey, Lease, open_store
 from bot.store.model import now_ms
@@ -188,6 +190,26 @@ async def test_every_message_of_a_long_reply_is_stored_in_few_writes(make_bot: M
     assert [s.seq for s in stored] == [m.seq for m in sent][-len(stored) :]
     assert stored[-1].seq == len(sent)
     assert conv.journal.writes < len(sent)  # batched, not one write per message
+    await bot.close()
+
+
+async def test_a_turns_opening_is_one_write(make_bot: MakeBot) -> None:
+    """The answer to a chat.message, its turn's start and first status are recorded in
+    three passes of the loop; they are stored (and may go out) in one write."""
+    store = open_store("memory")
+    writes: list[list[str]] = []
+    apply = store.apply
+
+    async def recorded(key: ConversationKey, changes: Changes) -> None:
+        writes.append([json.loads(s.text)["type"] for s in changes.sent])
+        await apply(key, changes)
+
+    store.apply = recorded  # type: ignore[method-assign]
+    bot = await make_bot(store=store, room="r")
+    bot.send("alice", msg("chat.message", "m", text='!{"delay": 0.2, "say": "hi"}'))
+    await bot.turn_ends("alice")
+    opening = next(w for w in writes if "ack" in w)
+    assert opening == ["ack", "turn.start", "turn.status"]
     await bot.close()
 
 

@@ -44,7 +44,8 @@ async def test_turn_streams_and_ends_completed(bot: Harness) -> None:
     events = assert_turn_well_formed(msgs, ack.turn)
     assert all(e.reply_to == "m1" for e in events)
     assert count(events, "turn.delta") >= 2
-    assert [e.state for e in events if e.type == "turn.status"][:2] == ["thinking", "writing"]  # type: ignore[union-attr]
+    # thinking while the model is asked; the first delta itself says text started
+    assert [e.state for e in events if e.type == "turn.status"] == ["thinking"]  # type: ignore[union-attr]
     end = events[-1]
     assert isinstance(end, TurnEnd) and end.usage and end.usage.completion_tokens > 0
     assert_seq(msgs)
@@ -58,12 +59,13 @@ async def test_usage_is_reported_only_when_the_endpoint_gives_it(bot: Harness) -
 
 async def test_deltas_are_coalesced_but_still_add_up(make_bot: MakeBot) -> None:
     bot = await make_bot(delta_interval_ms=1000, delta_max_chars=16)
-    bot.send("alice", chat(script(say="word " * 40, chunk=1), id="m1"))
+    # a character every 20 ms: the first one does not wait for 15 more, nor for 1 s
+    bot.send("alice", chat(script(say="word " * 6, chunk=1, tps=50), id="m1"))
     msgs = await bot.turn_ends("alice")
     assert_turn_well_formed(msgs, msgs[0].turn)  # type: ignore[union-attr]
     deltas = [m.text for m in msgs if m.type == "turn.delta"]  # type: ignore[union-attr]
-    assert len(deltas[0]) == 1  # the first text goes out at once
-    assert 2 < len(deltas) < 200 and all(len(d) <= 16 for d in deltas)
+    assert len(deltas[0]) < 16  # the first text goes out at once
+    assert 2 < len(deltas) < 30 and all(len(d) <= 16 for d in deltas)
 
 
 async def test_tool_call_turn(bot: Harness, llm_server: ScriptedLLMServer) -> None:

@@ -4,7 +4,9 @@ Recording never waits on a disk or a network hop. Every change (a message sent, 
 history item, a remembered id, a turn's lease) is added to a pending batch at once,
 and a single task applies batches to the store one after another: whatever piles up
 while one batch is written goes out as the next, so a busy conversation makes few,
-larger writes and an idle one writes at once. `flush()` waits for all of it.
+larger writes. An idle one writes once the work already scheduled has run (two passes
+of the loop: a message's answer, its turn's start and first status are one write).
+`flush()` waits for all of it.
 
 What a client holds, the store holds: the outbox publishes a message only once the
 batch holding it is written (`stored`/`wait_stored`), so a worker killed mid-turn never
@@ -43,6 +45,7 @@ log = logging.getLogger(__name__)
 OWNER = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 RETRY_S = (0.1, 0.5, 2.0, 5.0)
 PUBLISH_WAIT_S = 5.0  # a store slower than this does not hold messages back
+OPENING_PASSES = 2  # loop passes a first write waits for more to record (see _write)
 
 
 class Journal:
@@ -189,6 +192,11 @@ class Journal:
 
     async def _write(self) -> None:
         try:
+            # what the code already scheduled records next goes in the same batch: a
+            # message's answer, its turn's start and the turn's first status are recorded
+            # over three passes of the loop (dispatcher, turn queue, engine)
+            for _ in range(OPENING_PASSES):
+                await asyncio.sleep(0)
             while self._pending and not self.stale:
                 batch, self._pending = self._pending, Changes()
                 batch.fence = self.fence

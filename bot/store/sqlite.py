@@ -228,19 +228,24 @@ class SQLiteStore:
                 )
 
     def _trim_sent(self, db: sqlite3.Connection, key: str) -> None:
-        """Keep the newest within both bounds (count and bytes), as `trim_sent` does."""
+        """Keep the newest within both bounds (count and bytes), as `trim_sent` does.
+        Runs on every write: the totals are one indexed aggregate, and only the records
+        that go are read one by one (oldest first, until both bounds hold)."""
         b = self.bounds
-        # newest first, the first record past either bound and all older ones go (both
-        # grow with age, so that first one is the newest that goes); counted in SQLite:
-        # this runs on every write, over a window of up to sent_max records
-        row = db.execute(
-            "SELECT seq FROM (SELECT seq, ROW_NUMBER() OVER w - 1 AS i, SUM(size) OVER w "
-            "AS total FROM sent WHERE key = ? WINDOW w AS (ORDER BY seq DESC ROWS "
-            "UNBOUNDED PRECEDING)) WHERE i >= ? OR total > ? ORDER BY seq DESC LIMIT 1",
-            (key, b.sent_max, b.sent_max_bytes),
+        count, total = db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM sent WHERE key = ?", (key,)
         ).fetchone()
-        if row is not None:
-            db.execute("DELETE FROM sent WHERE key = ? AND seq <= ?", (key, row[0]))
+        if count <= b.sent_max and total <= b.sent_max_bytes:
+            return
+        last = None
+        for seq, size in db.execute(
+            "SELECT seq, size FROM sent WHERE key = ? ORDER BY seq", (key,)
+        ):
+            if count <= b.sent_max and total <= b.sent_max_bytes:
+                break
+            last, count, total = seq, count - 1, total - size
+        if last is not None:
+            db.execute("DELETE FROM sent WHERE key = ? AND seq <= ?", (key, last))
 
     def _delete_one(self, key: str) -> bool:
         db = self._conn()

@@ -1,4 +1,5 @@
-"""Streamed text in fewer packets: the first piece at once, the rest by time and size."""
+"""Streamed text in fewer packets: each step's first text at once, the rest by time and
+size."""
 
 from __future__ import annotations
 
@@ -8,22 +9,33 @@ from .emitter import TurnEmitter
 
 
 class DeltaCoalescer:
-    """First text goes out at once; later text is batched by time and size."""
+    """A step's first text goes out in the same pass of the loop (with whatever else
+    the same read of the stream held); later text is batched by time and size."""
 
     def __init__(self, emit: TurnEmitter, *, interval: float, max_chars: int) -> None:
         self._emit = emit
         self._interval = interval
         self._max = max_chars
         self._buf = ""
-        self._sent_any = False
-        self._timer: asyncio.TimerHandle | None = None
+        self._at_once = True
+        self._timer: asyncio.Handle | None = None
+
+    def new_step(self) -> None:
+        """Text of a new LLM step follows: what is held goes now, the next text at once
+        (no `turn.status writing` announces it: the text itself does)."""
+        self.flush()
+        self._at_once = True
 
     def push(self, text: str) -> None:
         self._buf += text
-        if not self._sent_any or self._interval <= 0 or len(self._buf) >= self._max:
+        if self._interval <= 0 or len(self._buf) >= self._max:
             self.flush()
         elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self._interval, self.flush)
+            loop = asyncio.get_running_loop()
+            if self._at_once:
+                self._timer = loop.call_soon(self.flush)
+            else:
+                self._timer = loop.call_later(self._interval, self.flush)
 
     def flush(self) -> None:
         if self._timer is not None:
@@ -32,4 +44,4 @@ class DeltaCoalescer:
         while self._buf:
             piece, self._buf = self._buf[: self._max], self._buf[self._max :]
             self._emit.delta(piece)
-            self._sent_any = True
+            self._at_once = False

@@ -351,8 +351,7 @@ class TurnEngine:
             nonlocal step_started
             if not step_started:
                 step_started = True
-                coalescer.flush()
-                emit.status("writing")
+                coalescer.new_step()
                 if had_text:
                     text = STEP_SEPARATOR + text
             text_parts.append(text)
