@@ -211,3 +211,54 @@ def test_packets_handed_over_before_answers_keep_their_order_and_the_store_rule(
         await journal.aclose()
 
     asyncio.run(run())
+
+
+async def test_an_answer_outside_the_seqs_waits_for_a_quiet_room_with_what_follows_it() -> None:
+    """A transport that says when the room is quiet (RoomTransport, see bot.room.lane):
+    a seq-0 answer (a flood's `rate_limited`) is handed over only then, and what its
+    recipient gets after it waits behind it (nothing reordered); sequenced packets
+    before it went at once."""
+    store = SlowStore([])
+    transport = Pipe(store)
+    calm = asyncio.Event()
+
+    async def quiet() -> None:
+        await calm.wait()
+
+    transport.quiet = quiet  # type: ignore[attr-defined]
+    journal = Journal(store, KEY)
+    await journal.claim()
+    outbox = Outbox(transport, "alice", max_packet=15_000, journal=journal)
+    outbox.put(Pong(), "lkbot")
+    outbox.put_fields({"type": "error", "code": "rate_limited", "reply_to": "m"}, "lkbot")
+    outbox.put(Pong(), "lkbot")
+    await _until(store, lambda: len(transport.sent) == 1)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert [seq for seq, _ in transport.sent] == [1]  # the seq-0 answer waits, and seq 2
+    calm.set()
+    await _until(store, lambda: len(transport.sent) == 3)
+    assert [seq for seq, _ in transport.sent] == [1, 0, 2]
+    await outbox.aclose()
+    await journal.aclose()
+
+
+async def test_a_flush_waits_for_the_answers_of_what_was_handed_over() -> None:
+    """Closing a conversation flushes its outbox, then the room may be left: a packet
+    handed to livekit-ffi but not yet answered (still in its queue) must not be
+    counted as gone out, or a worker's last `turn.end`s are lost as it leaves."""
+    store = SlowStore([])
+    transport = Pipe(store)
+    journal = Journal(store, KEY)
+    await journal.claim()
+    outbox = Outbox(transport, "alice", max_packet=15_000, journal=journal)
+    outbox.put(Pong(), "lkbot")
+    await _until(store, lambda: len(transport.sent) == 1)
+    flushed = asyncio.create_task(outbox.flush(timeout=60))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not flushed.done()  # handed over, not answered
+    transport.answers[0].set_result(None)
+    await asyncio.wait_for(flushed, 10)
+    await outbox.aclose()
+    await journal.aclose()

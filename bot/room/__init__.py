@@ -1,2 +1,3 @@
 """The room connection: the Transport over `rtc.Room` (`rtc_transport`), LiveKit's
-stock chat UIs (`lk_chat`), room options (`options`), client tokens (`tokens`)."""
+stock chat UIs (`lk_chat`), what can wait for a quiet room
+(`lane`), room options (`options`), client tokens (`tokens`)."""

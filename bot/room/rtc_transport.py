@@ -12,6 +12,7 @@ from ..protocol.errors import BotError, InvalidMessage, PayloadTooLarge
 from ..tasks import supervise
 from ..transport import Packet, PacketSink, Peer
 from . import lk_chat, options
+from .lane import PublishLane
 from .lk_chat import TranscriptionMirror
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class RoomTransport:
         self.mirror = TranscriptionMirror(self._open_transcription, self._want_state)
         self.streams = lk_chat.StreamGate(stream_limits or lk_chat.StreamLimits())
         self._gone: set[str] = set()  # left (the relay ignores them until they are back)
+        self._lane = PublishLane(self._publish_now)
 
     def attach(self, sink: PacketSink) -> None:
         """Register the room callbacks; call before `connect` so no packet is missed."""
@@ -168,6 +170,14 @@ class RoomTransport:
         another go out in that order (see `sdk.ffi_routing.publish_now`)."""
         if self._lk_chat_topic is not None and lk_chat.rendered(payload):
             return None
+        return self._lane.submit(identity, topic, payload)
+
+    async def quiet(self) -> None:
+        """Until the room's publishing is quiet: what can wait (an answer outside the
+        run of seqs, e.g. to a flood) is handed over then (see `lane`)."""
+        await self._lane.quiet()
+
+    def _publish_now(self, identity: str, topic: str, payload: str) -> asyncio.Future[None] | None:
         return sdk.publish_now(self._room.local_participant, payload, topic=topic, to=identity)
 
     async def _relay(self, identity: str, payload: str) -> None:

@@ -7,7 +7,7 @@ import json
 import logging
 import secrets
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from .. import metrics
@@ -89,6 +89,7 @@ class Outbox:
         self._window_bytes = 0
         self._journal = journal
         self._detached = False
+        self._in_flight: deque[asyncio.Future[None]] = deque()  # handed over, unanswered
         # ids: `b<seq>-<nonce>` (a seq is this conversation's once; the nonce tells
         # apart what two bots stamped), `b0-<nonce><n>` outside the run of seqs. Drawn
         # once: a flood answered from the OS's entropy per packet showed in its profile
@@ -210,21 +211,24 @@ class Outbox:
         the one before to be answered (`submit`) gets each as soon as the store has it:
         up to IN_FLIGHT unanswered, answers awaited when nothing else is ready."""
         submit = getattr(self._transport, "submit", None)
-        in_flight: deque[asyncio.Future[None]] = deque()
+        in_flight = self._in_flight
         try:
-            await self._publish(submit, in_flight)
+            await self._publish(submit, getattr(self._transport, "quiet", None), in_flight)
         finally:
             for answer in in_flight:
                 answer.cancel()
+            in_flight.clear()
 
     async def _publish(
         self,
         submit: Callable[[str, str, str], asyncio.Future[None] | None] | None,
+        quiet: Callable[[], Awaitable[None]] | None,
         in_flight: deque[asyncio.Future[None]],
     ) -> None:
         while True:
             if in_flight and (self._queue.empty() or len(in_flight) >= IN_FLIGHT):
-                await self._answered(in_flight.popleft())
+                await self._answered(in_flight[0])  # in_flight until answered (flush)
+                in_flight.popleft()
                 continue
             seq, topic, payload = await self._queue.get()
             try:
@@ -236,6 +240,8 @@ class Outbox:
                     and not await self._journal.wait_stored(seq)
                 ):
                     continue
+                if seq == 0 and quiet is not None:
+                    await quiet()  # outside the run of seqs: after other users' turns
                 answer = submit(self._identity, topic, payload) if submit else None
                 if answer is None:
                     await self._transport.send(self._identity, topic, payload)
@@ -255,11 +261,16 @@ class Outbox:
             log.warning("publish failed, packet dropped: %s", e)
 
     async def flush(self, timeout: float) -> None:
-        """Wait (bounded) until everything queued has been handed to the transport."""
+        """Wait (bounded) until everything queued went out: handed to the transport,
+        and what was handed over without waiting answered (a room left right after a
+        flush loses nothing livekit-ffi still had queued)."""
         if self._task is None:
             return
         try:
-            await asyncio.wait_for(self._queue.join(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._queue.join()
+                while not all(answer.done() for answer in self._in_flight):
+                    await asyncio.wait([a for a in self._in_flight if not a.done()])
         except TimeoutError:
             log.warning("outbox flush timed out with %d packets unsent", self._queue.qsize())
 
