@@ -101,6 +101,9 @@ class _Stamp:
     def peers(self) -> list[Any]:
         return []
 
+    def peer(self, identity: str) -> Any:
+        return None
+
 
 async def _departure(url: str | None, n: int = 300) -> tuple[float, float]:
     """ms from `put` to the transport's send of a lone message (what a first text waits

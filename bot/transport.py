@@ -49,3 +49,7 @@ class Transport(Protocol):
     def peers(self) -> list[Peer]:
         """The other participants in the room, for tools."""
         ...
+
+    def peer(self, identity: str) -> Peer | None:
+        """One of them by identity (None: not in the room, or not announced yet)."""
+        ...

@@ -73,6 +73,7 @@ class Rig:
             self.run(self._shared[0].aclose())
         self.run(self.llm.aclose())
         self.run(self.server.stop())
+        self.run(self.loop.shutdown_asyncgens())  # as asyncio.run: closes the LLM session
         self.loop.close()
 
 

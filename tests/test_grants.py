@@ -37,7 +37,9 @@ def grants_for(
 ) -> frozenset[str]:
     settings = Settings(granted_tools=gated, grants_secret=SECRET)
     peers = [Peer(identity, identity, "standard", attributes)]
-    return Grants(settings, lambda: peers).allowed(identity, TOOLS)
+    return Grants(
+        settings, lambda who: next((p for p in peers if p.identity == who), None)
+    ).allowed(identity, TOOLS)
 
 
 def test_a_valid_grant_unlocks_the_gated_tools_it_names() -> None:

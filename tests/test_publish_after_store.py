@@ -64,6 +64,9 @@ class Recorder:
     def peers(self) -> list[Peer]:
         return []
 
+    def peer(self, identity: str) -> Peer | None:
+        return None
+
 
 async def _outbox(store: SlowStore, **journal: float) -> tuple[Outbox, Journal, Recorder]:
     transport = Recorder(store)

@@ -42,7 +42,7 @@ class Dispatcher:
         self._room = room
         self._transport = transport
         self._services = Services(
-            settings=settings, engine=engine, grants=Grants(settings, transport.peers)
+            settings=settings, engine=engine, grants=Grants(settings, transport.peer)
         )
         self._topics = frozenset(settings.topics)
         self._conversations: dict[str, Conversation] = {}

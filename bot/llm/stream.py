@@ -2,12 +2,13 @@
 
 Two ways, the same result (tests/test_llm_stream.py holds them to it):
 
-- `DirectStep` (BOT_LLM_STREAM=direct, the default): one streamed HTTP request on the
-  OpenAI client that livekit-plugins-openai uses (the same connection pool and
-  endpoint, `endpoint.shared_client`), its body written as plain JSON and its
-  server-sent events read as they come. It skips what a text bot does not use: the
-  openai SDK's request transformation (it walks every message against the typed
-  request definitions: 28% of the worker's CPU at one user with 40 context items),
+- `DirectStep` (BOT_LLM_STREAM=direct, the default): one streamed HTTP request to the
+  endpoint, URL and headers of the OpenAI client that livekit-plugins-openai uses,
+  sent with aiohttp (`endpoint.shared_session`: httpx cost 2.5x its CPU per request),
+  its body written as plain JSON and its server-sent events read as they come. It
+  skips what a text bot does not use: the openai SDK's request transformation (it
+  walks every message against the typed request definitions: 28% of the worker's CPU
+  at one user with 40 context items),
   the SDK's typed chunks, and livekit-agents' `LLMStream` (a task, a channel, a span
   and a chunk object per piece: 34%). Errors and retries follow livekit-agents'
   (`APIConnectOptions`): a timeout is `APITimeoutError`, a status 4xx/5xx
@@ -23,11 +24,11 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import httpx2 as httpx
+import aiohttp
 from livekit.agents import APIConnectionError, APIConnectOptions, APIStatusError, llm
 from livekit.agents import APITimeoutError as AgentsTimeout
 from livekit.agents.llm import utils as llm_utils
@@ -35,7 +36,7 @@ from livekit.agents.llm._provider_format.openai import to_chat_ctx
 
 from ..config import Settings
 from ..state.history import Entry
-from .endpoint import Endpoint, endpoint_of, shared_http
+from .endpoint import Endpoint, endpoint_of, shared_session
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +235,11 @@ class DirectStep:
     def __init__(self, endpoint: Endpoint, conn: APIConnectOptions) -> None:
         self._endpoint = endpoint
         self._conn = conn
-        self._timeout = httpx.Timeout(conn.timeout)
+        # as httpx.Timeout(conn.timeout) in livekit-plugins-openai: connecting (with
+        # waiting for a free connection) and each read bounded, not the whole answer
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=conn.timeout, sock_read=conn.timeout
+        )
 
     async def __call__(self, prompt: Prompt, tools: list[llm.Tool], on_text: OnText) -> StepResult:
         body: dict[str, Any] = {
@@ -274,16 +279,20 @@ class DirectStep:
         raise AssertionError("unreachable")
 
     async def _request(self, content: bytes, answer: _Answer) -> None:
-        http, url, headers = shared_http(self._endpoint.base_url, self._endpoint.api_key)
+        session = await shared_session(self._endpoint.base_url, self._endpoint.api_key)
         try:
-            async with http.stream(
-                "POST", url, content=content, headers=headers, timeout=self._timeout
+            async with session.http.post(
+                session.url,
+                data=content,
+                headers=session.headers,
+                timeout=self._timeout,
+                proxy=session.proxy,
+                proxy_auth=session.proxy_auth,
             ) as resp:
-                if resp.status_code >= 400:
-                    await resp.aread()
-                    raise _status_error(resp)
-                await _read_events(resp, answer)
-        except httpx.TimeoutException as e:
+                if resp.status >= 400:
+                    raise _status_error(resp.status, await resp.read(), resp.headers)
+                await _read_events(resp.content.iter_any(), answer)
+        except TimeoutError as e:  # aiohttp's read and connect timeouts are TimeoutErrors
             raise AgentsTimeout(retryable=not answer.sent) from e
         except (APIStatusError, APIConnectionError):
             raise
@@ -291,33 +300,29 @@ class DirectStep:
             raise APIConnectionError(retryable=not answer.sent) from e
 
 
-def _status_error(resp: httpx.Response) -> APIStatusError:
+def _status_error(status: int, raw: bytes, headers: Mapping[str, str]) -> APIStatusError:
     body: Any = None
-    message = f"Error code: {resp.status_code}"
+    message = f"Error code: {status}"
     try:
-        body = resp.json()
+        body = json.loads(raw)
     except ValueError:
-        body = resp.text or None
+        body = raw.decode(errors="replace") or None
     if isinstance(body, dict):
         error = body.get("error", body)
         if isinstance(error, dict) and error.get("message"):
-            message = f"Error code: {resp.status_code} - {error['message']}"
+            message = f"Error code: {status} - {error['message']}"
     return APIStatusError(
-        message,
-        status_code=resp.status_code,
-        request_id=resp.headers.get("x-request-id"),
-        body=body,
+        message, status_code=status, request_id=headers.get("x-request-id"), body=body
     )
 
 
-async def _read_events(resp: httpx.Response, answer: _Answer) -> None:
+async def _read_events(chunks: AsyncIterator[bytes], answer: _Answer) -> None:
     """Server-sent events: `data:` lines, an event ends at a blank line, `[DONE]` ends
     the answer. The body is then read to its end (at most DRAIN_S more): a response
     left unread closes its connection instead of giving it back to the pool, and a new
     connection per turn cost more than the rest of the request."""
     pending = b""
     data: list[bytes] = []
-    chunks = resp.aiter_bytes()
     async for chunk in chunks:
         pending += chunk
         lines = pending.split(b"\n")

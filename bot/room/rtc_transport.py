@@ -247,12 +247,17 @@ class RoomTransport:
             unsure = unsure or not answered
 
     def peers(self) -> list[Peer]:
-        return [
-            Peer(
-                identity=p.identity,
-                name=p.name,
-                kind=_KIND_NAMES.get(p.kind, "other"),
-                attributes=p.attributes,
-            )
-            for p in self._room.remote_participants.values()
-        ]
+        return [_peer(p) for p in self._room.remote_participants.values()]
+
+    def peer(self, identity: str) -> Peer | None:
+        p = self._room.remote_participants.get(identity)
+        return _peer(p) if p is not None else None
+
+
+def _peer(p: rtc.RemoteParticipant) -> Peer:
+    return Peer(
+        identity=p.identity,
+        name=p.name,
+        kind=_KIND_NAMES.get(p.kind, "other"),
+        attributes=p.attributes,
+    )

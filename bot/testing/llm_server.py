@@ -25,6 +25,7 @@ class ScriptedLLMServer:
         self._port = port
         self.defaults = defaults
         self.requests: list[dict[str, Any]] = []
+        self.peers: list[Any] = []  # each request's client address (which connection)
         self._runner: web.AppRunner | None = None
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._completions)
@@ -54,6 +55,9 @@ class ScriptedLLMServer:
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.requests.append(body)
+        self.peers.append(
+            request.transport.get_extra_info("peername") if request.transport else None
+        )
         plan = plan_for(body.get("messages", []), self.defaults)
         if plan.delay:
             await asyncio.sleep(plan.delay)

@@ -33,6 +33,9 @@ class MemoryTransport:
     def peers(self) -> list[Peer]:
         return list(self._peers)
 
+    def peer(self, identity: str) -> Peer | None:
+        return next((p for p in self._peers if p.identity == identity), None)
+
     def inject(
         self, sender: str | None, data: bytes | str | dict[str, Any], topic: str = "lkbot"
     ) -> None:

@@ -45,17 +45,15 @@ class Grant:
 
 
 class Grants:
-    def __init__(self, settings: Settings, peers: Callable[[], list[Peer]]) -> None:
+    def __init__(self, settings: Settings, peer: Callable[[str], Peer | None]) -> None:
         self._secret = settings.grants_secret.get_secret_value()
         self._gated = frozenset(settings.granted_tools)
-        self._peers = peers
+        self._peer = peer  # a participant of the room by identity
 
     def grant_of(self, identity: str) -> Grant | None:
         """The participant's verified grant, or None."""
-        token = next(
-            (p.attributes.get(GRANTS_ATTRIBUTE) for p in self._peers() if p.identity == identity),
-            None,
-        )
+        peer = self._peer(identity)  # one lookup: every chat.message asks, in any room size
+        token = peer.attributes.get(GRANTS_ATTRIBUTE) if peer is not None else None
         if not token or not self._secret:
             return None
         try:
