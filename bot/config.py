@@ -58,8 +58,8 @@ class Settings(BaseSettings):
     model: str = "gpt-4o-mini"
     llm_timeout: Annotated[float, Field(gt=0)] = 30.0
     llm_retries: Annotated[int, Field(ge=0, le=5)] = 1
-    # how a turn's request is streamed: `direct` (one HTTP stream on the OpenAI client's
-    # pool, bot/llm/stream.py) or `agents` (livekit-agents' LLM.chat; more CPU per turn)
+    # how a turn's request is streamed: `direct` (one HTTP stream to the OpenAI client's
+    # endpoint, bot/llm/stream.py) or `agents` (livekit-agents' LLM.chat; more CPU per turn)
     llm_stream: Literal["direct", "agents"] = "direct"
     turn_timeout: Annotated[float, Field(gt=0)] = 300.0  # a whole turn, tools included
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None

@@ -1,7 +1,8 @@
 """The LLM client: livekit-plugins-openai against any OpenAI-compatible endpoint.
 
 Every room's `openai.LLM` shares one HTTP client (and its connection pool) per event
-loop, and every HTTP client shares one SSL context per process. Building an SSL context
+loop, as every room's direct LLM stream shares one aiohttp session (`shared_session`),
+and every HTTP client shares one SSL context per process. Building an SSL context
 costs 40–300 ms of CPU on a busy box; done once per room it blocked each new room's
 event loop that long, which under a burst of new rooms starved livekit's FFI (it
 panics when a room does not answer its connect callback in time) and slowed every join.
@@ -72,7 +73,6 @@ def shared_ssl_context() -> ssl.SSLContext:
 @dataclass(frozen=True)
 class _Shared:
     client: openai_sdk.AsyncClient
-    http: httpx.AsyncClient  # the client's connection pool
     url: str  # its chat completions endpoint
     headers: dict[str, str]  # what the client sends with a request
 
@@ -100,7 +100,7 @@ def _shared(base_url: str | None, api_key: str) -> _Shared:
     headers = {k: v for k, v in client.default_headers.items() if isinstance(v, str)}
     headers["Authorization"] = f"Bearer {api_key}"
     url = str(client.base_url).rstrip("/") + "/chat/completions"
-    shared = _Shared(client, http, url, headers)
+    shared = _Shared(client, url, headers)
     with _lock:
         per_loop[(base_url, api_key)] = shared
     return shared

@@ -230,7 +230,8 @@ class _Answer:
 
 
 class DirectStep:
-    """One streamed request on the shared OpenAI client's HTTP connection pool."""
+    """One streamed request to the shared OpenAI client's endpoint, on the loop's
+    aiohttp session (`endpoint.shared_session`)."""
 
     def __init__(self, endpoint: Endpoint, conn: APIConnectOptions) -> None:
         self._endpoint = endpoint
