@@ -9,8 +9,9 @@ box falls on each alike. Every worker runs with its default settings, one proces
 1. Worker CPU per turn, one user: each round, `--rooms` rooms one after another, each
    with one user taking 10 turns after a warm-up turn; the worker's CPU (with its job
    processes) from the first measured turn to the end of the last (`load.CpuWindow`).
-2. Overhead at one user: first text p50 − the echo round trip p50 − the LLM's time to
-   first token (0 here).
+2. Overhead at one user: first text p50 − the echo round trip p50 − the LLM's own time
+   to first text (a bare HTTP client's streamed request to the same scripted server,
+   `LLM_SAMPLES` in each round).
 3. 100 users in one room (one bot serves them all, privately), 5 turns each after a
    warm-up turn, all at once (closed loop): first text p50 / p99. AgentSession has no
    such mode (one linked user, replies to the whole room), so it has no row.
@@ -49,6 +50,41 @@ BEFORE = "6247bf4"
 BEFORE_AGENT = "lkbot-before"
 INSTANT = PROFILES["instant"]["text"]
 ROOM_USERS = 100
+LLM_SAMPLES = 30  # bare requests to the scripted LLM per round
+
+
+def llm_first_texts(base_url: str, n: int) -> list[float]:
+    """The LLM's own time to first text, in ms: a bare streamed request (aiohttp, one
+    kept connection, as the worker's) with a turn's message, until the first text."""
+    import aiohttp
+
+    body = {
+        "model": "scripted",
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "messages": [
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": INSTANT},
+        ],
+    }
+
+    async def run() -> list[float]:
+        took: list[float] = []
+        async with aiohttp.ClientSession() as http:
+            for i in range(n + 1):  # the first one opens the connection: not counted
+                started = time.perf_counter()
+                first = None
+                async with http.post(f"{base_url}/chat/completions", json=body) as resp:
+                    async for line in resp.content:
+                        if first is None and line.startswith(b"data: {"):
+                            delta = json.loads(line[6:])["choices"]
+                            if delta and delta[0]["delta"].get("content"):
+                                first = time.perf_counter()
+                if i and first is not None:
+                    took.append(1000 * (first - started))
+        return took
+
+    return asyncio.run(run())
 
 
 def worktree(rev: str) -> Path:
@@ -104,7 +140,7 @@ def one_user(stack: Stack, systems: Systems, rounds: int, rooms: int) -> dict[st
     """Lines 1 and 2: per system, first texts and CPU per measured turn."""
     got: dict[str, dict[str, Any]] = {
         label: {"first": [], "cpu_s": 0.0, "turns": 0, "errors": []}
-        for label in [*systems.by_label, "echo"]
+        for label in [*systems.by_label, "echo", "LLM"]
     }
     echo_room = f"echo-{secrets.token_hex(3)}"
     echo = stack.start_echo([echo_room])
@@ -128,6 +164,7 @@ def one_user(stack: Stack, systems: Systems, rounds: int, rooms: int) -> dict[st
             records, errors, _ = _turns(stack, "echo", [echo_room], "", 30, None)
             got["echo"]["first"] += [x["first"] for x in records if x["ok"]]
             got["echo"]["errors"] += errors
+            got["LLM"]["first"] += llm_first_texts(stack.llm_url, LLM_SAMPLES)
     finally:
         echo.terminate()
         echo.wait(30)
@@ -238,6 +275,7 @@ def publish(result: dict[str, Any]) -> None:
     one, room, fl = result["one_user"], result["room"], result["flood"]
     peer = one.get("AgentSession", {})
     echo = one["echo"]
+    llm_ms = one.get("LLM", {}).get("first_p50_ms") or 0.0  # absent from older results
     labels = [x for x in ("before", "after") if x in one]
     rev = {"before": result.get("before") or "", "after": result.get("after") or ""}
     rows = []
@@ -245,7 +283,7 @@ def publish(result: dict[str, Any]) -> None:
         o = one[label]
         cpu = o["cpu_ms_per_turn"]
         overhead = (
-            o["first_p50_ms"] - echo["first_p50_ms"]
+            o["first_p50_ms"] - echo["first_p50_ms"] - llm_ms
             if o["first_p50_ms"] is not None and echo["first_p50_ms"] is not None
             else None
         )
@@ -262,7 +300,7 @@ def publish(result: dict[str, Any]) -> None:
             ]
         )
     rows.append(["goal", "≤ 10 ms and ≤ 0.25×", "≤ 5 ms", "≤ 1,000 ms", "≤ 2×"])
-    detail = _turn_rows(one, [*labels, "AgentSession", "echo"], "cpu_ms_per_turn")
+    detail = _turn_rows(one, [*labels, "AgentSession", "echo", "LLM"], "cpu_ms_per_turn")
     big = _turn_rows(room, labels, "end_p50_ms")
     floods = [
         [
@@ -290,7 +328,9 @@ def publish(result: dict[str, Any]) -> None:
             "alternating rounds; default settings, one process each. CPU per turn is the "
             "worker's (with its job processes) from a room's first measured turn to the "
             "end of its last; the ratio is to AgentSession's in the same run. Overhead is "
-            "the first-text p50 above the echo round trip's (the LLM's own time is 0).",
+            "the first-text p50 above the echo round trip's and the LLM's own time to first "
+            "text (*LLM*: a bare streamed HTTP request to the same scripted server, one kept "
+            "connection, in the same rounds).",
             "",
             md_table(
                 [
