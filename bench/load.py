@@ -105,7 +105,15 @@ class OursUser:
     async def turn(self, text: str) -> Marks:
         self.marks = {}
         self.current = await self.client.send({"type": "chat.message", "text": text})
-        await self.client.wait_for(lambda _: "end" in self.marks, 120)
+        try:
+            await self.client.wait_for(lambda _: "end" in self.marks, 120)
+        except TimeoutError:
+            # what there is to go on when a turn never ends: who, which message, and
+            # what of its turn came (grep the worker's log for the identity)
+            raise TimeoutError(
+                f"no turn.end in 120 s: {self.client.identity} message {self.current}, "
+                f"got {sorted(self.marks)}, last seq {self.client.last_seq}"
+            ) from None
         return self.marks
 
     async def close(self) -> None:

@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     context_max_items: Annotated[int, Field(ge=2)] = 40
     delta_interval_ms: Annotated[int, Field(ge=0)] = 40
     delta_max_chars: Annotated[int, Field(ge=16)] = 1500
+    # `turn.status thinking` at a turn's start only once the model has not answered for
+    # this long (0: at once; turn.start already says the model is being asked)
+    thinking_after_ms: Annotated[int, Field(ge=0)] = 100
 
     # Conversations: where they are kept (sqlite:///file.db, redis://host:port/0,
     # memory; empty: $XDG_DATA_HOME/lkbot/conversations.db), for how long after the last

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from bot.protocol.outbound import Ack, HistoryPage, SessionReady, TurnEnd
 from bot.store import Changes, Claim, ConversationKey, Lease, open_store
 from bot.store.model import now_ms
@@ -193,9 +195,21 @@ async def test_every_message_of_a_long_reply_is_stored_in_few_writes(make_bot: M
     await bot.close()
 
 
-async def test_a_turns_opening_is_one_write(make_bot: MakeBot) -> None:
-    """The answer to a chat.message, its turn's start and first status are recorded in
-    three passes of the loop; they are stored (and may go out) in one write."""
+@pytest.mark.parametrize(
+    ("after_ms", "opening"),
+    [
+        # `thinking` at once: recorded in a third pass of the loop, in the same write
+        (0, ["ack", "turn.start", "turn.status"]),
+        # the model keeps the user waiting: `thinking` comes later, in a write of its own
+        (10, ["ack", "turn.start"]),
+    ],
+)
+async def test_a_turns_opening_is_one_write(
+    make_bot: MakeBot, after_ms: int, opening: list[str]
+) -> None:
+    """The answer to a chat.message, its turn's start (and first status, when sent at
+    once) are recorded over passes of the loop; they are stored (and may go out) in one
+    write."""
     store = open_store("memory")
     writes: list[list[str]] = []
     apply = store.apply
@@ -205,11 +219,11 @@ async def test_a_turns_opening_is_one_write(make_bot: MakeBot) -> None:
         await apply(key, changes)
 
     store.apply = recorded  # type: ignore[method-assign]
-    bot = await make_bot(store=store, room="r")
-    bot.send("alice", msg("chat.message", "m", text='!{"delay": 0.2, "say": "hi"}'))
+    bot = await make_bot(store=store, room="r", thinking_after_ms=after_ms)
+    bot.send("alice", msg("chat.message", "m", text='!{"delay": 0.5, "say": "hi"}'))
     await bot.turn_ends("alice")
-    opening = next(w for w in writes if "ack" in w)
-    assert opening == ["ack", "turn.start", "turn.status"]
+    assert next(w for w in writes if "ack" in w) == opening
+    assert sum(w.count("turn.status") for w in writes) == 1
     await bot.close()
 
 

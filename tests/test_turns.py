@@ -7,8 +7,10 @@ import json
 
 import pytest
 
-from bot.protocol.outbound import Ack, BotMessage, Error, HistoryPage, TurnEnd
+from bot.protocol.outbound import Ack, BotMessage, Error, HistoryPage, TurnEnd, TurnStatus
 from bot.testing.llm_server import ScriptedLLMServer
+from bot.turns.emitter import TurnEmitter
+from bot.turns.turn import Turn
 
 from .conftest import MakeBot
 from .harness import Harness, chat, count, direct_answers, msg, of_turn, script
@@ -44,11 +46,106 @@ async def test_turn_streams_and_ends_completed(bot: Harness) -> None:
     events = assert_turn_well_formed(msgs, ack.turn)
     assert all(e.reply_to == "m1" for e in events)
     assert count(events, "turn.delta") >= 2
-    # thinking while the model is asked; the first delta itself says text started
-    assert [e.state for e in events if e.type == "turn.status"] == ["thinking"]  # type: ignore[union-attr]
     end = events[-1]
     assert isinstance(end, TurnEnd) and end.usage and end.usage.completion_tokens > 0
     assert_seq(msgs)
+
+
+def statuses(events: list[BotMessage]) -> list[str]:
+    """The turn's events as the typing indicator sees them: each status, and where text
+    started (the first delta) and tools ran."""
+    seen: list[str] = []
+    for e in events:
+        if isinstance(e, TurnStatus):
+            seen.append(e.state)
+        elif e.type == "turn.delta" and "text" not in seen:
+            seen.append("text")
+        elif e.type == "turn.tool_call":
+            seen.append("call")
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("after_ms", "delay", "expected"),
+    [
+        # the model answers before `thinking` is due: turn.start said it all, no status
+        (60_000, 0.0, ["text"]),
+        # the model keeps the user waiting: `thinking` goes out, before any text
+        (10, 1.0, ["thinking", "text"]),
+        # 0: at once, whatever the model does (as before the setting)
+        (0, 0.0, ["thinking", "text"]),
+    ],
+)
+async def test_thinking_is_sent_only_while_the_model_keeps_the_user_waiting(
+    make_bot: MakeBot, after_ms: int, delay: float, expected: list[str]
+) -> None:
+    bot = await make_bot(thinking_after_ms=after_ms)
+    bot.send("alice", chat(script(say="one two three", delay=delay), id="m1"))
+    msgs = await bot.turn_ends("alice")
+    events = assert_turn_well_formed(msgs, msgs[0].turn)  # type: ignore[union-attr]
+    assert statuses(events) == expected
+    assert_seq(msgs)
+
+
+@pytest.mark.parametrize(
+    ("after_ms", "delay", "expected"),
+    [
+        # a tool call is an answer too: no `thinking` before it; after the tool, the
+        # model is asked again (`thinking` at once: the status moves on from `tool`)
+        (60_000, 0.0, ["tool", "call", "thinking", "text"]),
+        (10, 1.0, ["thinking", "tool", "call", "thinking", "text"]),
+    ],
+)
+async def test_thinking_before_a_tool_call_only_while_waiting(
+    make_bot: MakeBot, after_ms: int, delay: float, expected: list[str]
+) -> None:
+    bot = await make_bot(thinking_after_ms=after_ms)
+    text = script(tool="calculate", args={"expression": "6*7"}, then="It is 42.", delay=delay)
+    bot.send("alice", chat(text, id="m1"))
+    msgs = await bot.turn_ends("alice")
+    events = assert_turn_well_formed(msgs, msgs[0].turn)  # type: ignore[union-attr]
+    assert statuses(events) == expected
+
+
+class _Puts:
+    """An outbox that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.types: list[str] = []
+
+    def put(self, msg: BotMessage, topic: str) -> None:
+        self.types.append(msg.type)
+
+
+@pytest.mark.parametrize("answered", [True, False])
+async def test_a_pending_thinking_never_comes_after_the_answer_or_the_end(
+    answered: bool,
+) -> None:
+    """`thinking` not sent yet is dropped when the model answers, and when the turn ends
+    first (cancelled, failed): nothing after turn.end. A timer due after the thinking
+    timer has run when it fires (the loop runs timers in order): no wall-clock guess."""
+    outbox = _Puts()
+    emit = TurnEmitter(outbox, Turn(request_id="m1", text="hi", topic="lkbot"))  # type: ignore[arg-type]
+    emit.start()
+    emit.thinking_unless_answered(0.05)
+    if answered:
+        emit.answered()
+        emit.delta("hi")
+    emit.end("completed" if answered else "cancelled")
+    await asyncio.sleep(0.1)  # past the thinking timer's due time
+    assert outbox.types == ["turn.start", *(["turn.delta"] if answered else []), "turn.end"]
+
+
+async def test_a_due_thinking_goes_out_before_the_answer() -> None:
+    outbox = _Puts()
+    emit = TurnEmitter(outbox, Turn(request_id="m1", text="hi", topic="lkbot"))  # type: ignore[arg-type]
+    emit.start()
+    emit.thinking_unless_answered(0.01)
+    await asyncio.sleep(0.05)  # past its due time
+    emit.answered()
+    emit.delta("hi")
+    emit.end("completed")
+    assert outbox.types == ["turn.start", "turn.status", "turn.delta", "turn.end"]
 
 
 async def test_usage_is_reported_only_when_the_endpoint_gives_it(bot: Harness) -> None:

@@ -15,6 +15,7 @@ from ..protocol.outbound import (
     HistoryPage,
     TurnDelta,
     TurnEnd,
+    TurnStart,
     TurnStatus,
     TurnToolCall,
     TurnToolResult,
@@ -32,8 +33,9 @@ class Printer:
         self._typing = False
 
     def __call__(self, msg: BotMessage) -> None:
-        if isinstance(msg, TurnStatus):
-            if msg.state == "thinking" and not self._typing:
+        # typing from turn.start: `thinking` comes only if the model is slow to answer
+        if isinstance(msg, TurnStart | TurnStatus):
+            if (isinstance(msg, TurnStart) or msg.state == "thinking") and not self._typing:
                 self.err.write("… ")
                 self.err.flush()
                 self._typing = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Literal
 
 from pydantic import JsonValue
@@ -44,6 +45,7 @@ class TurnEmitter:
         self._outbox = outbox
         self._turn = turn
         self.ended = False
+        self._thinking: asyncio.TimerHandle | None = None
 
     def _put(self, event: type[TurnEvent], **fields: Any) -> None:
         """Every event of the turn names it and answers its chat.message."""
@@ -56,6 +58,24 @@ class TurnEmitter:
 
     def status(self, state: Literal["thinking", "tool", "writing", "awaiting_approval"]) -> None:
         self._put(TurnStatus, state=state)
+
+    def thinking_unless_answered(self, after_s: float) -> None:
+        """`turn.status thinking` at a turn's start, unless the model answers (text or a
+        tool call: `answered`) within `after_s` (0: at once). `turn.start` already says
+        the model is being asked; the status is for clients that show typing on it alone,
+        once the wait is long enough to be seen. A fast answer saves a packet, and the
+        first delta's place behind it in the room's publishing queue."""
+        if after_s <= 0:
+            self.status("thinking")
+        else:
+            loop = asyncio.get_running_loop()
+            self._thinking = loop.call_later(after_s, self.status, "thinking")
+
+    def answered(self) -> None:
+        """The model answered: a `thinking` not sent yet is not sent."""
+        if self._thinking is not None:
+            self._thinking.cancel()
+            self._thinking = None
 
     def delta(self, text: str) -> None:
         self._put(TurnDelta, text=text)
@@ -93,6 +113,7 @@ class TurnEmitter:
         usage: Usage | None = None,
         error: ErrorInfo | None = None,
     ) -> None:
+        self.answered()
         try:
             self._put(TurnEnd, status=status, reason=reason, usage=usage, error=error)
         finally:

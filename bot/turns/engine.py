@@ -269,7 +269,7 @@ class TurnEngine:
             first, calls_left = resumed.step, resumed.function_calls()
             state.asked_until = resumed.expires_at
         else:
-            emit.status("thinking")
+            emit.thinking_unless_answered(self._settings.thinking_after_ms / 1000)
         for step in range(first, self._settings.max_tool_steps + 1):
             if calls_left is None:
                 tools = (
@@ -351,13 +351,17 @@ class TurnEngine:
             nonlocal step_started
             if not step_started:
                 step_started = True
+                emit.answered()  # before its text, so no `thinking` comes after it
                 coalescer.new_step()
                 if had_text:
                     text = STEP_SEPARATOR + text
             text_parts.append(text)
             coalescer.push(text)
 
-        result = await self._step(prompt, tools, on_text)
+        try:
+            result = await self._step(prompt, tools, on_text)
+        finally:
+            emit.answered()  # with tool calls only, or not at all (the turn ends)
         if result.tokens is not None:
             before = usage or Usage()
             p, c, t = result.tokens
