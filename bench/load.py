@@ -26,6 +26,7 @@ from bot.protocol.outbound import BotMessage, Error, TurnEnd
 from bot.room.tokens import mint_token
 
 ECHO_IDENTITY = "echo"
+ECHO3_TOPIC = "echo3"
 Marks = dict[str, float]
 
 
@@ -159,6 +160,8 @@ class PeerUser:
 class EchoUser:
     """The floor: a packet to the echo participant and back."""
 
+    topic, packets = "echo", 1
+
     def __init__(self) -> None:
         self.room = rtc.Room()
         self.back: asyncio.Queue[float] = asyncio.Queue()
@@ -182,19 +185,30 @@ class EchoUser:
     async def turn(self, text: str) -> Marks:
         payload = json.dumps({"v": 1, "type": "chat.message", "id": "x" * 12, "text": text})
         await self.room.local_participant.publish_data(
-            payload, reliable=True, topic="echo", destination_identities=[ECHO_IDENTITY]
+            payload, reliable=True, topic=self.topic, destination_identities=[ECHO_IDENTITY]
         )
-        t = await self.back.get()
-        return {"ack": t, "first": t, "end": t, "ok": 1.0}
+        ack = await self.back.get()
+        t = ack
+        for _ in range(self.packets - 1):
+            t = await self.back.get()
+        return {"ack": ack, "first": t, "end": t, "ok": 1.0}
 
     async def close(self) -> None:
         await self.room.disconnect()
+
+
+class Echo3User(EchoUser):
+    """The floor of a turn's first text: the echo comes back behind two packets the size
+    of an ack and a turn.start, sent the moment the packet arrives."""
+
+    topic, packets = ECHO3_TOPIC, 3
 
 
 SYSTEMS: dict[str, type[OursUser] | type[PeerUser] | type[EchoUser]] = {
     "ours": OursUser,
     "peer": PeerUser,
     "echo": EchoUser,
+    "echo3": Echo3User,
 }
 
 

@@ -126,7 +126,9 @@ def test_goals_bench_measures_before_and_after() -> None:
     for label in ("before", "after", "AgentSession"):
         assert result["one_user"][label]["n"] == 10
         assert result["one_user"][label]["cpu_ms_per_turn"] > 0
-    assert result["one_user"]["echo"]["n"] == 30
+    for floor in ("echo", "echo3"):
+        assert result["one_user"][floor]["n"] == 30
+        assert result["one_user"][floor]["errors"] == 0
     for label in ("before", "after"):
         assert result["room"][label]["n"] == 4
         assert result["flood"][label]["flood"]["n"] > 0
