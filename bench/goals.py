@@ -165,12 +165,10 @@ def one_user(stack: Stack, systems: Systems, rounds: int, rooms: int) -> dict[st
                         g["cpu_s"] += cpu[0]
                         g["turns"] += len(ok)
                 print(f"one user, round {r + 1}: {label} done", file=sys.stderr, flush=True)
-            records, errors, _ = _turns(stack, "echo", [echo_room], "", 30, None)
-            got["echo"]["first"] += [x["first"] for x in records if x["ok"]]
-            got["echo"]["errors"] += errors
-            records, errors, _ = _turns(stack, "echo3", [echo_room], "", 30, None)
-            got["echo3"]["first"] += [x["first"] for x in records if x["ok"]]
-            got["echo3"]["errors"] += errors
+            for floor in ("echo", "echo3"):
+                records, errors, _ = _turns(stack, floor, [echo_room], "", 30, None)
+                got[floor]["first"] += [x["first"] for x in records if x["ok"]]
+                got[floor]["errors"] += errors
             got["LLM"]["first"] += llm_first_texts(stack.llm_url, LLM_SAMPLES)
     finally:
         echo.terminate()

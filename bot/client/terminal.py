@@ -34,8 +34,8 @@ class Printer:
 
     def __call__(self, msg: BotMessage) -> None:
         # typing from turn.start: `thinking` comes only if the model is slow to answer
-        if isinstance(msg, TurnStart | TurnStatus):
-            if (isinstance(msg, TurnStart) or msg.state == "thinking") and not self._typing:
+        if isinstance(msg, TurnStart) or (isinstance(msg, TurnStatus) and msg.state == "thinking"):
+            if not self._typing:
                 self.err.write("… ")
                 self.err.flush()
                 self._typing = True
